@@ -1,0 +1,29 @@
+# The two commands of the README: `make demo` and `make test`. Each sets up .venv on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+
+.PHONY: setup demo test docs bench clean-venv
+setup: $(VENV)/.installed
+
+# torch is pinned to the CPU build first (a plain `torch` requirement would pull a multi-GB CUDA build);
+# constraints.txt pins the rest of the stack to versions tested together.
+$(VENV)/.installed: settings.ini setup.py constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install --upgrade pip 2>&1 | grep -v 'is ignored' || true
+	$(PIP) install torch==2.13.0 2>&1 | grep -v 'is ignored' || true
+	$(PIP) install -c constraints.txt -e ".[dev]" 2>&1 | grep -vE 'is ignored|Warning|^\s' || true
+	$(PY) -c "import llamaduo, torch, transformers, trl, peft, nbdev; print('llamaduo', llamaduo.__version__, 'torch', torch.__version__)"
+	touch $@
+
+demo: setup
+	$(VENV)/bin/llamaduo demo $(ARGS)
+
+test: setup
+	PATH=$(abspath $(VENV))/bin:$$PATH bash tools/check.sh
+
+docs: setup
+	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) tools/docs.py
+
+clean-venv:
+	rm -rf $(VENV)

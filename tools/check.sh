@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite: nbdev hygiene, the notebooks' own tests, then tests/.  (`make test` runs this in .venv.)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONHASHSEED=0
+t0=$SECONDS
+snap() { find "$@" -type f \( -name '*.ipynb' -o -name '*.py' -o -name '*.md' \) -not -path '*/.ipynb_checkpoints/*' -print0 | sort -z | xargs -0 sha1sum; }
+
+echo "== hygiene: notebooks clean (nbdev_clean leaves no diff)"
+before=$(snap nbs); nbdev_clean; after=$(snap nbs)
+if [ "$before" != "$after" ]; then echo "FAIL: notebooks were not clean; nbdev_clean changed them (commit the cleaned notebooks)"; exit 1; fi
+
+echo "== hygiene: library in sync (nbdev_export leaves no diff)"
+before=$(snap llamaduo); nbdev_export; after=$(snap llamaduo)
+if [ "$before" != "$after" ]; then echo "FAIL: llamaduo/ was out of sync with nbs/; nbdev_export changed it (commit the export)"; exit 1; fi
+
+echo "== hygiene: README rendered from nbs/index.ipynb"
+python tools/readme.py --check
+
+echo "== nbdev_test (notebooks; flags slow|gpu|api skipped)"
+nbdev_test --n_workers 2 --timing
+
+echo "== pytest tests/"
+set +e
+python -m pytest tests -q -m "not benchmark" -p no:cacheprovider --timeout 600 "$@"
+rc=$?
+set -e
+echo "suite wall time: $((SECONDS - t0)) s"
+exit $rc

@@ -17,7 +17,7 @@ if [ "$before" != "$after" ]; then echo "FAIL: llamaduo/ was out of sync with nb
 echo "== hygiene: README rendered from nbs/index.ipynb"
 python tools/readme.py --check
 
-echo "== nbdev_test (notebooks; flags slow|gpu|api skipped)"
+echo "== nbdev_test (notebooks; flags slow, gpu, api skipped)"
 nbdev_test --n_workers 2 --timing
 
 echo "== pytest tests/"

@@ -13,7 +13,7 @@ def render(nb_path='nbs/index.ipynb')->str:
     for c in nb.cells:
         if c.cell_type == 'code': c.source = '\n'.join(l for l in c.source.splitlines() if not l.startswith('#|'))
     body, _ = MarkdownExporter(exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(nb)
-    body = re.sub(r'^> (.*)$', r'> \1', body, flags=re.M)
+    body = re.sub(r'\]\((?!https?:|/|#)([^)]+)\)', r'](nbs/\1)', body)  # links relative to nbs/ -> relative to the repo root
     return "<!-- generated from nbs/index.ipynb by tools/readme.py: edit the notebook -->\n\n" + re.sub(r'\n{3,}', '\n\n', body).strip() + '\n'
 
 if __name__ == '__main__':

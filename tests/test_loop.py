@@ -1,0 +1,102 @@
+"The loop: the demo end to end on a reduced recipe, the run-folder layout, resume after SIGKILL at several points."
+import os, sys, json, time, signal, sqlite3, subprocess, shutil
+from pathlib import Path
+import pandas as pd, pytest
+from llamaduo.loop import run_loop, resume, metrics_table
+
+# A reduced demo: 48 coverage examples (12 test), one synthesis round of 128, two cycles, 4 epochs of tiny training.
+SMALL = {'data.demo_size': 48, 'data.test_frac': 0.25, 'train.epochs': 4, 'train.max_steps': -1, 'train.batch_size': 16, 'train.save_steps': 2,
+         'train.logging_steps': 1, 'infer.k': 1, 'infer.max_new_tokens': 24, 'judge.m': 2, 'judge.epsilon': 100,
+         'synth.volumes': [128], 'synth.per_call': 8, 'loop.max_cycles': 2}
+SCORES = ['cycle', 'train_size', 'similarity_V', 'similarity_C@50', 'similarity_C@70', 'precision_V', 'precision_C@50', 'precision_C@70']
+
+def _cli(args, env=None, **kw):
+    return subprocess.Popen([sys.executable, '-m', 'llamaduo.cli', *args], env={**os.environ, **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)
+
+def _sets(over): return ['--set', *[f'{k}={json.dumps(v)}' for k, v in over.items()]]
+
+LAYOUT = ['config.yaml', 'manifest.json', 'data/coverage_train.jsonl', 'data/coverage_test.jsonl', 'metrics.csv', 'summary.json',
+          'plots/score_vs_volume.png', 'plots/score_vs_volume_by_category.png', 'plots/cost.png']
+CYCLE = ['train.jsonl', 'model', 'train_metrics.json', 'responses.jsonl', 'judgments.jsonl', 'metrics.json', 'decision.json',
+         'usage.json', 'calls.jsonl', 'cycle.ipynb']
+SYNTH = ['synth_raw.jsonl', 'synth_kept.jsonl', 'synth_report.json']
+
+@pytest.mark.slow
+def test_demo_loop_end_to_end_writes_the_whole_layout(tmp_path):
+    out = tmp_path/'run'
+    s = run_loop('demo', out, SMALL, quiet=True)
+    for f in LAYOUT: assert (out/f).exists(), f
+    for f in CYCLE + SYNTH: assert (out/'cycle_00'/f).exists(), f'cycle_00/{f}'
+    for f in CYCLE: assert (out/'cycle_01'/f).exists(), f'cycle_01/{f}'
+    assert not (out/'cycle_01'/'synth_kept.jsonl').exists()            # last cycle: nothing to synthesize for
+    assert s['cycles'] == 2 and 'max_cycles' in s['stop']
+    df = pd.read_csv(out/'metrics.csv')
+    assert list(df.cycle) == [0, 1] and df.train_size[1] > df.train_size[0] == 36
+    assert df.network_calls[0] > 0 and df.cost.notna().all()
+    nb = json.loads((out/'cycle_00'/'cycle.ipynb').read_text())
+    assert any('parameters' in c['metadata'].get('tags', []) for c in nb['cells'])
+    assert any('injected-parameters' in c['metadata'].get('tags', []) for c in nb['cells'])
+    assert any(o.get('output_type') == 'display_data' and 'image/png' in o.get('data', {}) for c in nb['cells'] for o in c.get('outputs', []))
+    # a rerun of the finished folder does nothing and pays nothing
+    before = [len((out/f'cycle_0{t}'/'calls.jsonl').read_text().splitlines()) for t in (0, 1)]
+    s2 = resume(out, quiet=True)
+    assert [len((out/f'cycle_0{t}'/'calls.jsonl').read_text().splitlines()) for t in (0, 1)] == before
+    assert pd.read_csv(out/'metrics.csv')[SCORES].equals(df[SCORES])
+
+def _wait(pred, proc, timeout=240):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if pred(): return True
+        if proc.poll() is not None: raise AssertionError('run ended before the kill point:\n' + proc.stdout.read()[-3000:])
+        time.sleep(0.05)
+    raise AssertionError('kill point not reached in time')
+
+def _lines(p): return Path(p).read_text().splitlines() if Path(p).exists() else []
+def _cached(run): 
+    db = run/'cache'/'calls.sqlite'
+    return {k for (k,) in sqlite3.connect(db).execute('SELECT key FROM calls')} if db.exists() else set()
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp('ref')/'run'
+    log = out.parent/'calls.log'
+    p = _cli(['run', 'demo', '--out', str(out), *_sets({**SMALL, 'loop.papermill': False})], env={'LLAMADUO_DEMO_CALL_LOG': str(log)})
+    assert p.wait(600) == 0, p.stdout.read()[-3000:]
+    return out, _lines(log)
+
+def _kill_at(point, out, log, p):
+    "Wait for a kill point of a running demo, then SIGKILL its whole process group."
+    c0 = out/'cycle_00'
+    if point == 'inside training':
+        _wait(lambda: any((c0/'checkpoints').glob('checkpoint-*')) and not (c0/'.align.done').exists(), p)
+    elif point == 'between judge calls':
+        _wait(lambda: len(_lines(log)) >= 4 and not (c0/'.judge.done').exists(), p)
+    elif point == 'during synthesis':
+        _wait(lambda: (c0/'.judge.done').exists(), p)
+        n_judge = len(_lines(log))
+        _wait(lambda: len(_lines(log)) > n_judge and not (c0/'.synth.done').exists(), p)
+    os.killpg(p.pid, signal.SIGKILL); p.wait()
+
+@pytest.mark.slow
+def test_sigkill_at_three_points_then_resume_equals_uninterrupted_run(tmp_path, reference):
+    """Kill one run inside training, resume it; kill it between judge calls, resume; kill it during synthesis, resume to
+    the end. Final metrics equal the uninterrupted run's, and no call that had been paid for is made again."""
+    ref_dir, ref_log = reference
+    out, log = tmp_path/'run', tmp_path/'calls.log'
+    env = {'LLAMADUO_DEMO_CALL_LOG': str(log), 'LLAMADUO_DEMO_LATENCY': '0.2'}
+    p = _cli(['run', 'demo', '--out', str(out), *_sets({**SMALL, 'loop.papermill': False})], env=env)
+    segments = []                                   # (kill point, calls logged at the kill, cache keys at the kill)
+    for point in ('inside training', 'between judge calls', 'during synthesis'):
+        _kill_at(point, out, log, p)
+        assert not (out/'metrics.csv').exists(), point
+        segments.append((point, len(_lines(log)), _cached(out)))
+        p = _cli(['resume', str(out)], env=env)
+    assert p.wait(600) == 0, p.stdout.read()[-3000:]
+    calls = _lines(log)
+    for i, (point, n, cached) in enumerate(segments):
+        after = set(calls[n:segments[i+1][1]] if i + 1 < len(segments) else calls[n:])
+        assert not after & cached, f'after the kill {point}: a call already paid for was made again'
+    assert sorted(set(_lines(log))) == sorted(set(ref_log))          # the same calls as the uninterrupted run
+    got, want = pd.read_csv(out/'metrics.csv')[SCORES], pd.read_csv(ref_dir/'metrics.csv')[SCORES]
+    pd.testing.assert_frame_equal(got, want)

@@ -90,6 +90,7 @@ def test_resume_continues_step_count(base, recs, tmp_path):
     m1 = train(recs, tmp_path, base, recipe('train.max_steps=2', *ov))
     assert m1['steps'] == 2 and (tmp_path/'checkpoints'/'checkpoint-2').is_dir()
     (tmp_path/'.align.done').unlink()        # as if the run had been stopped after the checkpoint
+    half = tmp_path/'checkpoints'/'checkpoint-3'; half.mkdir(); (half/'config.json').write_text('{')  # killed mid-save
     m2 = train(recs, tmp_path, base, recipe('train.max_steps=4', *ov))
     assert m2['steps'] == 4 and m2['resumed_from'].endswith('checkpoint-2')
     assert [p['step'] for p in m2['loss_curve']] == [1, 2, 3, 4]

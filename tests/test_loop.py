@@ -23,8 +23,10 @@ CYCLE = ['train.jsonl', 'model', 'train_metrics.json', 'responses.jsonl', 'judgm
 SYNTH = ['synth_raw.jsonl', 'synth_kept.jsonl', 'synth_report.json']
 
 @pytest.mark.slow
-def test_demo_loop_end_to_end_writes_the_whole_layout(tmp_path):
+def test_demo_loop_end_to_end_writes_the_whole_layout(tmp_path, monkeypatch):
     out = tmp_path/'run'
+    secret = 'sk-test-SECRET-0123456789abcdef'
+    for k in ('OPENAI_API_KEY', 'ANTHROPIC_API_KEY', 'GEMINI_API_KEY', 'HF_TOKEN'): monkeypatch.setenv(k, secret)
     s = run_loop('demo', out, SMALL, quiet=True)
     for f in LAYOUT: assert (out/f).exists(), f
     for f in CYCLE + SYNTH: assert (out/'cycle_00'/f).exists(), f'cycle_00/{f}'
@@ -38,11 +40,18 @@ def test_demo_loop_end_to_end_writes_the_whole_layout(tmp_path):
     assert any('parameters' in c['metadata'].get('tags', []) for c in nb['cells'])
     assert any('injected-parameters' in c['metadata'].get('tags', []) for c in nb['cells'])
     assert any(o.get('output_type') == 'display_data' and 'image/png' in o.get('data', {}) for c in nb['cells'] for o in c.get('outputs', []))
+    # no key from the environment reaches any file of the run: config, manifest, cache, call logs, executed notebooks
+    for f in out.rglob('*'):
+        if f.is_file(): assert secret.encode() not in f.read_bytes(), f
     # a rerun of the finished folder does nothing and pays nothing
     before = [len((out/f'cycle_0{t}'/'calls.jsonl').read_text().splitlines()) for t in (0, 1)]
     s2 = resume(out, quiet=True)
     assert [len((out/f'cycle_0{t}'/'calls.jsonl').read_text().splitlines()) for t in (0, 1)] == before
     assert pd.read_csv(out/'metrics.csv')[SCORES].equals(df[SCORES])
+    # the report notebook aggregates the cycles
+    from llamaduo.loop import report
+    nb = json.loads(report(out, quiet=True).read_text())
+    assert sum('image/png' in o.get('data', {}) for c in nb['cells'] for o in c.get('outputs', [])) >= 3
 
 def _wait(pred, proc, timeout=240):
     t0 = time.time()
@@ -100,3 +109,18 @@ def test_sigkill_at_three_points_then_resume_equals_uninterrupted_run(tmp_path, 
     assert sorted(set(_lines(log))) == sorted(set(ref_log))          # the same calls as the uninterrupted run
     got, want = pd.read_csv(out/'metrics.csv')[SCORES], pd.read_csv(ref_dir/'metrics.csv')[SCORES]
     pd.testing.assert_frame_equal(got, want)
+
+@pytest.mark.slow
+def test_sweep_nested_subsets_and_report(tmp_path):
+    "The data-volume sweep: one executed notebook per point, nested training sets, metrics by size; then the report."
+    from llamaduo.loop import sweep, report
+    from llamaduo.config import read_jsonl
+    over = {**SMALL, 'loop.sweep_sizes': [24, 60], 'synth.volumes': [64], 'train.max_steps': 6, 'train.epochs': 1}
+    df = sweep('demo', tmp_path/'run', over, quiet=True)
+    sd = tmp_path/'run'/'sweep'
+    assert list(df.train_size) == [24, 60] and {'precision_V', 'similarity_C@50'} <= set(df.columns)
+    a, b = read_jsonl(sd/'n_000024'/'train.jsonl'), read_jsonl(sd/'n_000060'/'train.jsonl')
+    assert (len(a), len(b)) == (24, 60) and b[:24] == a                          # nested subsets
+    assert any(r['source'] == 'synthetic' for r in b)
+    for n in ('n_000024', 'n_000060'): assert (sd/n/'point.ipynb').exists() and (sd/n/'metrics.json').exists()
+    assert (sd/'metrics.csv').exists() and (sd/'pool'/'synth_report.json').exists()

@@ -187,6 +187,7 @@ def build(out='site', build_dir='_docs', execute_nbs=False, run=None, only=None,
     docs = bdir/'docs'
     if docs.exists(): shutil.rmtree(docs)
     docs.mkdir(parents=True)
+    if (nbs_dir/'images').is_dir(): shutil.copytree(nbs_dir/'images', docs/'images')   # images the notebooks link to
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
 
     nbs = sorted(p for p in nbs_dir.glob('[0-9]*.ipynb'))
@@ -331,6 +332,8 @@ def check_site(out: Path, report: dict, plots: list[str]) -> list[str]:
             probs.append(f'API entry {n} missing from api/{m}.html')
     for p in plots:
         if not (out/'example'/'plots'/p).exists(): probs.append(f'plot {p} not in site')
+    for img in re.findall(r'<img[^>]+src="([^"]+)"', (out/'index.html').read_text(encoding='utf-8')):
+        if not re.match(r'https?:|data:', img) and not (out/img).exists(): probs.append(f'home page image {img} missing')
     if plots and 'example/plots/' not in (out/'index.html').read_text(encoding='utf-8'): probs.append('home page lacks the demo plot')
     for h in out.rglob('*.html'):
         t = h.read_text(encoding='utf-8', errors='replace')

@@ -73,3 +73,21 @@ def test_break_even_hand_calculation():
 def test_break_even_never():
     assert break_even(1000, 1000, 500, 5.0, 15.0, 0.70, 2, 2000)['month'] is None   # $375/month API < $1008 local
     assert break_even(1000, 1000, 500, 5.0, 15.0, 0.70, 2, 0)['months_exact'] is None
+
+
+def test_cli_deploy_no_serve_writes_card_and_break_even(tmp_path, capsys):
+    "`llamaduo deploy RUN --no-serve` merges, writes the model card and the break-even report for the given profile."
+    from llamaduo.loop import init_run
+    from llamaduo.cli import main
+    from llamaduo.deploy import break_even
+    run = init_run('demo', out=tmp_path/'run', overrides={'data.demo_size': 40})
+    d = run/'cycle_00'; d.mkdir()
+    write_json(d/'metrics.json', _metrics(70.0)); write_json(d/'decision.json', {'pass': True})
+    shutil.copytree(run/'base_model', d/'model')
+    main(['deploy', str(run), '--no-serve', '--requests-per-day', '20000', '--gpu-count', '1'])
+    assert (run/'deploy'/'model'/'config.json').exists() and (run/'deploy'/'MODEL_CARD.md').exists()
+    assert not (run/'deploy'/'serve_check.json').exists()
+    be = json.loads((run/'deploy'/'break_even.json').read_text())
+    want = break_even(20000, 1000, 500, 5.0, 15.0, 0.70, 1, 2000.0)
+    assert be['month'] == want['month'] and be['month'] is not None and (run/'deploy'/'break_even.png').exists()
+    assert f"cheaper from month {want['month']}" in capsys.readouterr().out

@@ -1,5 +1,7 @@
 from configparser import ConfigParser
+from pathlib import Path
 import setuptools, shlex
+from setuptools.command.build_py import build_py
 
 # note: all settings are in settings.ini; edit there, not here
 config = ConfigParser(delimiters=['='])
@@ -30,6 +32,26 @@ pkg_data = cfg.get('package_data', None)
 if pkg_data:
     package_data[cfg['lib_name']] =  [pkg_data]
 
+# The run templates (papermill notebooks, not exported by nbdev) live in nbs/_runs, their one source; a build copies them
+# into the package as llamaduo/runs/*.ipynb, where `llamaduo.loop.runs_notebook` finds them outside the repo.
+RUNS_SRC = Path(cfg.get('nbs_path', 'nbs'))/'_runs'
+
+class BuildPyWithRuns(build_py):
+    "build_py that also copies nbs/_runs/*.ipynb into the built package's runs/ folder (not for editable installs: the repo has them)."
+    def _runs(self):
+        if getattr(self, 'editable_mode', False): return []
+        nbs = sorted(RUNS_SRC.glob('*.ipynb'))
+        if not nbs: raise FileNotFoundError(f'no run templates in {RUNS_SRC}: the package would not run its loop')
+        dst = Path(self.build_lib)/cfg['lib_path']/'runs'
+        return [(str(nb), str(dst/nb.name)) for nb in nbs]
+
+    def run(self):
+        super().run()
+        for src, dst in self._runs():
+            self.mkpath(str(Path(dst).parent)); self.copy_file(src, dst, preserve_mode=False)
+
+    def get_outputs(self, *args, **kw): return super().get_outputs(*args, **kw) + [dst for _, dst in self._runs()]
+
 setuptools.setup(
     name = cfg['lib_name'],
     license = 'Apache-2.0',
@@ -41,7 +63,8 @@ setuptools.setup(
     url = cfg['git_url'],
     packages = setuptools.find_packages(),
     include_package_data = True,
-    package_data = {cfg['lib_name']: ['recipes/*.yaml', 'templates/*', 'accelerate/*.yaml', 'nbs/*.ipynb']},
+    package_data = {cfg['lib_name']: ['recipes/*.yaml', 'templates/*', 'accelerate/*.yaml']},
+    cmdclass = {'build_py': BuildPyWithRuns},
     install_requires = requirements,
     extras_require={ 'dev': dev_requirements, 'vllm': ['vllm'] },
     dependency_links = cfg.get('dep_links','').split(),

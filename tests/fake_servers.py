@@ -10,7 +10,7 @@ answered normally. Faults: 'ok', ('429', retry_after_s), '500', '400', '401', '4
 'malformed' (200 with a non-JSON body), 'truncated' (200 whose body is cut short before the connection closes).
 It counts requests, records bodies and headers, and the largest number of requests it saw in flight at once.
 """
-import json, re, threading, time
+import hashlib, json, random, re, threading, time
 from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
 
 def _words(s): return len(str(s).split())
@@ -40,7 +40,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError: req = {}
         with srv.lock:
             srv.requests.append({'path': self.path, 'body': req, 'headers': dict(self.headers), 't': time.monotonic()})
-            fault = srv.script.pop(0) if srv.script else 'ok'
+            fault = srv.next_fault(req, dict(self.headers))
             srv.in_flight += 1; srv.max_in_flight = max(srv.max_in_flight, srv.in_flight)
         try:
             if srv.latency: time.sleep(srv.latency)
@@ -52,6 +52,10 @@ class _Handler(BaseHTTPRequestHandler):
         kind, arg = (fault if isinstance(fault, tuple) else (fault, None))
         if kind == '429': return self._send(429, {'error': {'message': 'rate limited', 'type': 'rate_limit_error'}},
                                             headers={'Retry-After': str(arg if arg is not None else 1)})
+        if kind == 'unauthorized':   # like some servers, echo the key that was rejected
+            return self._send(401, {'error': {'message': f'Incorrect API key provided: {arg}', 'type': 'invalid_request_error', 'code': 'invalid_api_key'}})
+        if kind == '500echo':
+            return self._send(500, {'error': {'message': f'internal error while serving the request of key {arg}', 'type': 'server_error'}})
         if kind in ('400', '401', '404', '500'):
             code = int(kind)
             return self._send(code, {'error': {'message': f'fake {code}', 'type': 'error', 'code': code, 'status': 'ERROR'}})
@@ -111,6 +115,10 @@ class FakeLLMServer:
                      (req.get('generationConfig') or {}).get('responseMimeType') == 'application/json'
         return json.dumps({'echo': last}) if asked_json else f'echo: {last}'
 
+    def next_fault(self, req:dict, headers:dict):
+        "The fault for this request (called under the lock): the next scripted one, else 'ok'."
+        return self.script.pop(0) if self.script else 'ok'
+
     def reset(self, script=()):
         with self.lock: self.script, self.requests, self.in_flight, self.max_in_flight = list(script), [], 0, 0
 
@@ -121,3 +129,42 @@ class FakeLLMServer:
     def stop(self): self.httpd.shutdown(); self.httpd.server_close()
     def __enter__(self): return self.start()
     def __exit__(self, *a): self.stop()
+
+
+class DemoLLMServer(FakeLLMServer):
+    """The OpenAI protocol in front of the offline `demo` service LLM (it answers the real judge and synthesis prompts),
+    with a required key and injected faults: a share `fault_rate` of requests — chosen by a seeded hash of the body and
+    its attempt number — fails with 429 + Retry-After, 500 (its message echoing the caller's key), a hang past the
+    client's timeout, a malformed or a truncated body. A wrong key gets a 401 that echoes it. `GET /v1/models/<id>`
+    answers the model lookup. `ok_bodies` counts the requests answered 200 (what a user would pay for)."""
+    FAULTS = [('429', 0.05), '500echo', ('timeout', 1.5), 'malformed', 'truncated']
+    def __init__(self, key:str, fault_rate:float=0.2, models=('fake-gpt',), seed:int=0):
+        super().__init__(); self.key, self.fault_rate, self.models, self.seed = key, fault_rate, set(models), seed
+        self.attempts, self.ok = {}, 0
+    def next_fault(self, req, headers):
+        auth = headers.get('Authorization') or headers.get('authorization') or ''
+        got = auth.removeprefix('Bearer ').strip()
+        if got != self.key: return ('unauthorized', got)
+        if self.script: return self.script.pop(0)
+        h = hashlib.sha256(json.dumps([req, self.seed], sort_keys=True).encode()).hexdigest()
+        n = self.attempts[h] = self.attempts.get(h, 0) + 1
+        u = random.Random(f'{h}:{n}').random()
+        if u < self.fault_rate:
+            f = self.FAULTS[int(u / self.fault_rate * len(self.FAULTS))]
+            return ('500echo', got) if f == '500echo' else f
+        self.ok += 1
+        return 'ok'
+    def answer(self, last, req):
+        from llamaduo.demo import demo_reply
+        return demo_reply(req.get('messages', []))
+
+def _do_GET(self):
+    srv = self.server.owner
+    auth = (self.headers.get('Authorization') or '').removeprefix('Bearer ').strip()
+    if getattr(srv, 'key', None) and auth != srv.key:
+        return self._send(401, {'error': {'message': f'Incorrect API key provided: {auth}', 'code': 'invalid_api_key'}})
+    m = re.match(r'.*/models/([^/?]+)$', self.path)
+    if m and m.group(1) in getattr(srv, 'models', {m.group(1)}):
+        return self._send(200, {'id': m.group(1), 'object': 'model', 'created': 0, 'owned_by': 'fake'})
+    self._send(404, {'error': {'message': f'The model {m.group(1) if m else self.path!r} does not exist', 'code': 'model_not_found'}})
+_Handler.do_GET = _do_GET

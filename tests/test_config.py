@@ -1,6 +1,7 @@
 "Recipes: defaults, overrides, unknown keys, secrets kept out of the run folder."
 import json, yaml, pytest
-from llamaduo.config import load_recipe, RecipeError, write_run_config, write_manifest, run_config, packaged_recipes
+from llamaduo.config import load_recipe, RecipeError, packaged_recipes
+from llamaduo.run import Run
 
 def test_packaged_recipes_load_with_paper_defaults():
     assert {'demo', 'no_robots'} <= set(packaged_recipes())
@@ -33,7 +34,7 @@ def test_no_secret_reaches_config_or_manifest(tmp_path, monkeypatch):
     monkeypatch.setenv('OPENAI_API_KEY', key)
     cfg = load_recipe('no_robots', {'service.base_url': f'http://localhost:1/v1?key={key}'})  # even if pasted into a field
     (tmp_path/'data').mkdir(); (tmp_path/'data'/'coverage_train.jsonl').write_text('{}\n')
-    write_run_config(cfg, tmp_path); write_manifest(cfg, tmp_path, note=f'token {key}')
+    run = Run(tmp_path); run.write_config(cfg); run.write_manifest(note=f'token {key}')
     for f in tmp_path.rglob('*'):
         if f.is_file(): assert key not in f.read_text(), f
     assert yaml.safe_load((tmp_path/'config.yaml').read_text())['service']['api_key_env'] == 'OPENAI_API_KEY'

@@ -2,7 +2,9 @@
 import json, csv
 from pathlib import Path
 import pytest
-from llamaduo.data import load_coverage, split_coverage, prepare_coverage, to_dataset, from_dataset, DataError
+from llamaduo.data import load_coverage, split_coverage, to_dataset, from_dataset, DataError
+from llamaduo.demo import demo_coverage
+from llamaduo.loop import init_run
 from llamaduo.config import load_recipe
 
 FIX = Path(__file__).parent/'fixtures'
@@ -67,12 +69,14 @@ def test_category_with_no_rows_is_named(tmp_path):
 
 def test_bad_input_leaves_nothing_half_written(tmp_path):
     p = _bad(tmp_path, 'bad.jsonl', b'{"instruction": "a", "response": "b"}\n{oops\n')
-    cfg = load_recipe('demo', {'data.source': str(p)})
-    with pytest.raises(DataError, match='row 2'): prepare_coverage(cfg, tmp_path/'run')
+    with pytest.raises(DataError, match='row 2'): init_run('demo', tmp_path/'run', {'data.source': str(p)})
     assert not (tmp_path/'run'/'data').exists() or not any((tmp_path/'run'/'data').iterdir())
+    p.write_text('{"instruction": "a", "response": "b"}\n{"instruction": "c", "response": "d"}\n')   # fixed: the same folder takes the corrected run
+    run = init_run('demo', tmp_path/'run', {'data.source': str(p), 'data.test_frac': 0.5})
+    assert len(run.train) + len(run.test) == 2
 
 def test_split_is_stratified_seeded_and_disjoint():
-    recs = load_coverage('demo', demo_size=100, seed=3)[None]
+    recs = demo_coverage(100, seed=3)
     tr, te = split_coverage(recs, 0.2, seed=5)
     assert len(tr) + len(te) == 100 and not {r['prompt_id'] for r in tr} & {r['prompt_id'] for r in te}
     cats = {r['category'] for r in recs}
@@ -84,10 +88,12 @@ def test_dataset_round_trip():
     ds = to_dataset(recs)
     assert ds.column_names[:3] == ['prompt_id', 'category', 'messages'] and from_dataset(ds) == recs
 
-def test_prepare_coverage_writes_and_resumes(tmp_path):
-    cfg = load_recipe('demo')
-    a = prepare_coverage(cfg, tmp_path)
-    stamp = (tmp_path/'data'/'coverage_train.jsonl').stat().st_mtime_ns
-    b = prepare_coverage(cfg, tmp_path)
-    assert a == b and (tmp_path/'data'/'coverage_train.jsonl').stat().st_mtime_ns == stamp
-    assert len(a['train']) + len(a['test']) == cfg.data.demo_size
+def test_coverage_phase_writes_and_resumes(tmp_path):
+    a = init_run('demo', tmp_path)
+    stamp = a.train_split.stat().st_mtime_ns
+    b = init_run('demo', tmp_path)
+    assert (a.train, a.test) == (b.train, b.test) and b.train_split.stat().st_mtime_ns == stamp
+    assert len(a.train) + len(a.test) == a.cfg.data.demo_size and a.done('coverage')
+
+def test_demo_source_is_not_a_file():
+    with pytest.raises(DataError, match='demo_coverage'): load_coverage('demo')

@@ -3,7 +3,7 @@ import json, shutil
 from pathlib import Path
 import pytest
 from llamaduo.config import write_json, read_jsonl
-from llamaduo.deploy import deploy, merge_model, break_even, best_cycle, port_free
+from llamaduo.deploy import deploy, merge_model, break_even, port_free
 
 
 def _metrics(v):
@@ -20,7 +20,7 @@ def test_deploy_demo_run(tmp_path):
         write_json(d/'metrics.json', _metrics(v)); write_json(d/'decision.json', {'pass': False})
     shutil.copytree(run/'base_model', run/'cycle_00'/'model')  # stands in for a `full` fine-tune
     test = read_jsonl(run/'data'/'coverage_test.jsonl')
-    assert best_cycle(run) == 0
+    assert run.best_cycle() == run.cycle(0)
     r = deploy(run, max_prompts=6, max_new_tokens=16, timeout=240)
     s = r['serve_check']
     m = run/'deploy'/'model'
@@ -34,8 +34,9 @@ def test_deploy_demo_run(tmp_path):
     saved = json.loads((run/'deploy'/'serve_check.json').read_text()); assert saved['matches'] == s['matches']
     card = (run/'deploy'/'MODEL_CARD.md').read_text()
     assert 'classification' in card and 'coverage_test.jsonl' in card and 'Swap-in check' in card and 'demo/demo' in card
-    from llamaduo.config import run_config
-    assert len(read_jsonl(run/'deploy'/'judgments.jsonl')) == s['n'] * run_config(run).judge.m
+    assert len(read_jsonl(run/'deploy'/'judgments.jsonl')) == s['n'] * run.cfg.judge.m
+    assert json.loads((run/'deploy'/'usage.json').read_text())['phases']['deploy_judge']['calls'] == s['n'] * run.cfg.judge.m
+    assert run.deploy.done('merge') and run.deploy.done('serve')
 
 
 def test_lora_merge(tmp_path):
@@ -84,7 +85,7 @@ def test_cli_deploy_no_serve_writes_card_and_break_even(tmp_path, capsys):
     d = run/'cycle_00'; d.mkdir()
     write_json(d/'metrics.json', _metrics(70.0)); write_json(d/'decision.json', {'pass': True})
     shutil.copytree(run/'base_model', d/'model')
-    main(['deploy', str(run), '--no-serve', '--requests-per-day', '20000', '--gpu-count', '1'])
+    main(['deploy', str(run.path), '--no-serve', '--requests-per-day', '20000', '--gpu-count', '1'])
     assert (run/'deploy'/'model'/'config.json').exists() and (run/'deploy'/'MODEL_CARD.md').exists()
     assert not (run/'deploy'/'serve_check.json').exists()
     be = json.loads((run/'deploy'/'break_even.json').read_text())

@@ -40,6 +40,12 @@ def test_docs_site(tmp_path):
     # API entries from the kept library: signature, docstring, per-parameter docments
     api = (out/'api'/'config.html').read_text()
     assert 'id="load_recipe"' in api and 'id="atomic_write"' in api and 'destination file' in api
+    # show_doc's signature, docments' parameter table (`str | Path` kept in one cell), a pydantic model's fields table
+    assert 'atomic_write' in re.sub(r'<[^>]+>', '', api.split('id="atomic_write"')[1].split('<table>')[0])
+    tbl = api.split('id="atomic_write"')[1].split('<table>')[1].split('</table>')[0]
+    assert re.search(r'<td>path</td>\s*<td>str \| Path</td>\s*<td>destination file</td>', tbl), tbl
+    fields = api.split('id="datacfg"')[1].split('<table>')[1].split('</table>')[0]
+    assert re.search(r'<td>test_frac</td>\s*<td>float</td>\s*<td>0.2</td>\s*<td>share of each category held out', fields), fields
     assert 'id="split_coverage"' in (out/'api'/'data.html').read_text()
     # nbdev directives stripped, hidden cells dropped; the example's committed outputs shown
     page = (out/'00_config.html').read_text()
@@ -60,10 +66,46 @@ def test_docs_site(tmp_path):
                         f'--screenshot={png}', (out/'index.html').as_uri()], capture_output=True, timeout=60)
         assert png.exists() and png.stat().st_size > 20_000
 
-def test_directives():
+def _docs_module():
     sys.path.insert(0, str(ROOT/'tools'))
     import docs
-    d, src = docs.directives('#| export\n#| eval: false\ndef f(): pass')
-    assert d == {'export': '', 'eval': 'false'} and src == 'def f(): pass'
-    assert docs.skip_exec(d, ['slow']) and docs.skip_exec({'slow': ''}, ['slow']) and not docs.skip_exec({'export': ''}, ['slow'])
-    assert docs.directives('#| default_exp config')[0] == {'default_exp': 'config'}
+    return docs
+
+def test_docs_nb(tmp_path):
+    "nbdev's processors turn a notebook into the docs notebook: directives parsed by nbdev, Quarto options done for mkdocs."
+    docs = _docs_module()
+    from execnb.nbio import read_nb
+    md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
+    nb = nbformat.v4.new_notebook(cells=[md('# Widgets\n> all about widgets'), code('#| default_exp widgets'),
+        code('#| export\ndef f(x): return x'), code('#| hide\nsecret = 1'), code('#|eval: false\nslow_thing()'),
+        code('#| echo: false\nprint("shown")'), code('#| output: false\nnoisy()'), code('#| include: false\nquiet = 1'),
+        code('show_doc(f)')])
+    nb.cells[6].outputs = [nbformat.v4.new_output('stream', name='stdout', text='NOISE\n')]
+    nbformat.write(nb, tmp_path/'w.ipynb')
+    d, module, fm = docs.docs_nb(read_nb(tmp_path/'w.ipynb'))
+    assert module == 'widgets' and fm['title'] == 'Widgets' and fm['description'] == 'all about widgets'
+    src = [c.source for c in d.cells]
+    assert src == ['# Widgets\n\n> all about widgets', 'def f(x): return x', 'slow_thing()', 'print("shown")', 'noisy()', 'show_doc(f)']
+    tags = {c.source: c.metadata.get('tags', []) for c in d.cells}
+    assert 'hide_input' in tags['print("shown")'] and 'hide_input' in tags['show_doc(f)']   # echo: false; show_doc by clean_show_doc
+    assert d.cells[4].outputs == []                                                        # output: false
+
+def test_execute(tmp_path):
+    "Execution is nbdev_test's (skips `eval: false`, tst_flags, `nbdev_export(`; cwd = the notebook's folder) but goes past errors."
+    docs = _docs_module()
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    from nbdev.config import get_config
+    flags = get_config(path=ROOT).tst_flags.split()
+    assert 'slow' in flags
+    code = nbformat.v4.new_code_cell
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell('# T'), code('x = 41'),
+        code('#| eval: false\nprint("EVAL-RAN")'), code('#| slow\nprint("SLOW-RAN")'), code('1/0'),
+        code('import os; print("after", x + 1, os.getcwd())'), code('nbdev_export()')])
+    nbformat.write(nb, tmp_path/'t.ipynb')
+    with ProcessPoolExecutor(1, mp_context=mp.get_context('spawn')) as ex:
+        outs, errors, dt = ex.submit(docs.execute, tmp_path/'t.ipynb', flags, 60).result()
+    assert len(outs) == 6 and outs[1] == outs[2] == outs[5] == []
+    assert [o['ename'] for o in outs[3] if o['output_type'] == 'error'] == ['ZeroDivisionError']
+    assert len(errors) == 1 and 'ZeroDivisionError' in errors[0]
+    assert ''.join(outs[4][0]['text']).split() == ['after', '42', str(tmp_path)]

@@ -1,11 +1,12 @@
 "Infer: K responses per prompt, left padding, record schema, adapter on base, seeded reproducibility, vLLM request."
-import json
+import json, sys
 from pathlib import Path
 import pytest, torch
 
 from llamaduo.config import load_recipe, read_jsonl
 from llamaduo.demo import demo_coverage
-from llamaduo.align import resolve_base, train
+from llamaduo.align import train
+from llamaduo.demo import build_demo_base
 from llamaduo.infer import (load_model, chat_prompts, hf_generate, vllm_request, vllm_available, response_records,
                             generate_responses, _finish)
 
@@ -15,7 +16,7 @@ FIELDS = ['prompt_id', 'category', 'k', 'response', 'temperature', 'top_p', 'max
 def recipe(*ov): return load_recipe('demo', ['infer.max_new_tokens=6', 'infer.backend=hf', *ov])
 
 @pytest.fixture(scope='module')
-def base(): return resolve_base('demo-tiny')
+def base(tmp_path_factory): return str(build_demo_base(tmp_path_factory.mktemp('base')/'demo-tiny'))
 
 @pytest.fixture(scope='module')
 def test_recs(): return demo_coverage(6, seed=5)
@@ -101,3 +102,37 @@ def test_response_records_from_vllm_shaped_samples(test_recs):
     assert [(r['prompt_id'], r['k'], r['response']) for r in rows] == [
         (test_recs[0]['prompt_id'], 0, 'r00'), (test_recs[0]['prompt_id'], 1, 'r01'),
         (test_recs[1]['prompt_id'], 0, 'r10'), (test_recs[1]['prompt_id'], 1, 'r11')]
+
+class _FakeVLLM:
+    "Stands in for the `vllm` package at its module boundary: `LLM(model=..., tokenizer=..., seed=...)`, `.generate`, `SamplingParams`."
+    def __init__(self): self.calls = []
+    def module(self):
+        import types
+        fake, outer = types.ModuleType('vllm'), self
+        class SamplingParams:
+            def __init__(self, **kw): self.kw = kw
+        class LLM:
+            def __init__(self, model, tokenizer, seed): outer.calls.append(('init', model, tokenizer, seed))
+            def generate(self, prompts, params):
+                outer.calls.append(('generate', list(prompts), params.kw))
+                c = lambda p, k: types.SimpleNamespace(text=f' answer {k} ', token_ids=[1, 2, 3], finish_reason='length' if k else 'stop')
+                return [types.SimpleNamespace(prompt_token_ids=list(range(len(p.split()))), outputs=[c(p, k) for k in range(params.kw['n'])])
+                        for p in prompts]
+        fake.LLM, fake.SamplingParams = LLM, SamplingParams
+        return fake
+
+def test_vllm_backend_with_vllm_replaced_at_its_boundary(adapter, base, test_recs, tmp_path, monkeypatch):
+    "The vLLM branch end to end: the adapter is merged once for vLLM, prompts in the chat template, K samples, records written."
+    fake = _FakeVLLM(); monkeypatch.setitem(sys.modules, 'vllm', fake.module())
+    cfg = recipe('infer.k=2', 'infer.backend=vllm')
+    rows = generate_responses(adapter, test_recs, cfg, tmp_path/'r.jsonl', progress=False)
+    merged = Path(adapter).parent/'model_merged'
+    assert (merged/'config.json').exists() and not (merged/'adapter_config.json').exists()
+    (_, model, tok_path, seed), (_, prompts, params) = fake.calls
+    assert (model, tok_path, seed) == (str(merged), str(merged), 42)
+    _, tok = load_model(merged)
+    assert prompts == chat_prompts(tok, test_recs) and params['n'] == 2 and tok.eos_token_id in params['stop_token_ids']
+    assert len(rows) == 2*len(test_recs) and read_jsonl(tmp_path/'r.jsonl') == rows
+    assert [r['response'] for r in rows[:2]] == ['answer 0', 'answer 1'] and [r['finish_reason'] for r in rows[:2]] == ['stop', 'length']
+    generate_responses(adapter, test_recs, cfg, tmp_path/'r2.jsonl', progress=False)   # the merged copy is reused
+    assert [c[0] for c in fake.calls] == ['init', 'generate', 'init', 'generate']

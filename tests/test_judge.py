@@ -3,11 +3,14 @@ import json, random
 from pathlib import Path
 from types import SimpleNamespace
 import pytest
-from llamaduo.config import load_recipe, read_jsonl, is_done
+from llamaduo.config import load_recipe, read_jsonl, write_jsonl
 from llamaduo.demo import make_task, task_record, verify, CATEGORIES
-from llamaduo.service import ServiceClient, ServiceError
-from llamaduo.judge import (load_template, judge_messages, example_parts, parse_grades, judge_responses, compute_metrics,
-                            decide, judge_cycle, service_baseline, percent_of_service, pairwise, parse_verdict, fill)
+from llamaduo.service import ServiceClient, BudgetExceeded
+from llamaduo.data import example_parts
+from llamaduo.run import Run, run_phase
+from llamaduo.loop import JUDGE, BASELINE
+from llamaduo.judge import (load_template, judge_messages, parse_grades, judge_responses, compute_metrics,
+                            decide, percent_of_service, pairwise, parse_verdict, fill)
 
 def _cfg(**judge):
     return load_recipe('demo', ['service.judge_noise=3', *[f'judge.{k}={v}' for k, v in judge.items()]])
@@ -25,6 +28,19 @@ def _wrong(rec, i):
         a = make_task(rec['category'], random.Random(10_000 + 37*i + j))['response']
         if verify(ins, a) == 0: return a
     return 'I do not know.'
+
+def _run(tmp_path, cfg, client, tests)->Run:
+    "A run folder holding `cfg` and the test split, whose service client is `client`."
+    run = Run(tmp_path/'run'); run.path.mkdir(parents=True, exist_ok=True); run.write_config(cfg); write_jsonl(run.test_split, tests)
+    run.__dict__['client'] = client
+    return run
+
+def judge_cycle(client, tests, resps, cfg, folder):
+    "The judge phase of cycle 0 of a run in `folder/run`, through the runner; returns the metrics."
+    run = _run(folder, cfg, client, tests); c = run.cycle(0)
+    c.path.mkdir(parents=True, exist_ok=True); write_jsonl(c.responses, resps)
+    run_phase(run, c, JUDGE)
+    return json.loads(c.metrics.read_text())
 
 class Recorded:
     "A fake service client replaying recorded replies in order (text, or (status, error))."
@@ -94,7 +110,7 @@ def test_template_override_and_validation(tmp_path):
     (tmp_path/'bad.txt').write_text('Grade {response}.')
     cfg.judge.template = str(tmp_path/'bad.txt')
     with pytest.raises(ValueError, match='instruction'): judge_cycle(_client(cfg), tests, resp, cfg, tmp_path/'c1')
-    assert not is_done(tmp_path/'c1', 'judge')
+    assert not Run(tmp_path/'c1'/'run').cycle(0).done('judge')
 
 # --- recorded judge replies of every awkward shape -------------------------------------------------------------
 
@@ -133,7 +149,7 @@ def test_awkward_replies_in_a_cycle_are_counted_and_excluded(tmp_path):
     assert met['counts'] == dict(responses=1, gradings=len(AWKWARD), ok=len(oks), parse_error=sum(a[1] == 'parse_error' for a in AWKWARD),
                                  api_error=1, no_valid_grading=0)
     assert met['overall']['precision']['V'] == pytest.approx(sum(p for _, p in oks)/len(oks), abs=1e-5)   # never scored 0
-    js = read_jsonl(tmp_path/'judgments.jsonl')
+    js = read_jsonl(Run(tmp_path/'run').cycle(0).judgments)
     assert len(js) == len(AWKWARD) and all('raw' in j and 'reason' in j for j in js)
 
 # --- V and C@ζ against a hand computation ------------------------------------------------------------------
@@ -184,23 +200,26 @@ def test_judge_cycle_writes_files_and_resumes(tmp_path):
     cfg = _cfg(m=2, epsilon=40, pass_zeta=50); client = _client(cfg, tmp_path/'cache'); tests = _tests(1)
     resps = [dict(prompt_id=r['prompt_id'], category=r['category'], k=k, response=r['messages'][1]['content'] if k == 0 else 'nope')
              for r in tests for k in range(2)]
-    out = tmp_path/'cycle_00'
-    met = judge_cycle(client, tests, resps, cfg, out)
-    assert is_done(out, 'judge') and sorted(p.name for p in out.iterdir()) == ['.judge.done', 'decision.json', 'judgments.jsonl', 'metrics.json']
-    assert len(read_jsonl(out/'judgments.jsonl')) == 2*len(resps)
+    met = judge_cycle(client, tests, resps, cfg, tmp_path/'cycle_00')
+    run = Run(tmp_path/'cycle_00'/'run'); out = run.cycle(0).path
+    assert sorted(p.name for p in out.iterdir()) == ['.judge.done', 'calls.jsonl', 'decision.json', 'judgments.jsonl', 'metrics.json',
+                                                     'responses.jsonl', 'usage.json']
+    assert len(read_jsonl(out/'judgments.jsonl')) == 2*len(resps) and len(read_jsonl(out/'calls.jsonl')) == 2*len(resps)
     assert set(met['overall']['precision']) == {'n', 'V', 'C@50', 'C@70'} and set(met['per_category']) == set(CATEGORIES)
     dec = json.loads((out/'decision.json').read_text())
     assert dec['pass'] and met['overall']['precision']['C@50'] == 50
     class NoCalls:
         def batch(self, *a, **k): raise AssertionError('a finished phase must not call the service')
-    assert judge_cycle(NoCalls(), tests, resps, cfg, out) == json.loads((out/'metrics.json').read_text())
+    run.__dict__['client'] = NoCalls(); run.__dict__['test'] = tests
+    assert run_phase(run, run.cycle(0), JUDGE) is False    # done: skipped by the runner
 
 def test_budget_exceeded_stops_without_done(tmp_path):
     cfg = _cfg(m=2); tests = _tests(1)
     client = Recorded(['{"similarity": 1, "precision": 1}', ('budget_exceeded', 'budget $1 would be exceeded')])
-    with pytest.raises(ServiceError, match='budget'):
-        judge_cycle(client, tests, [dict(prompt_id=tests[0]['prompt_id'], k=0, response='x')], cfg, tmp_path)
-    assert not is_done(tmp_path, 'judge') and not (tmp_path/'metrics.json').exists()
+    with pytest.raises(BudgetExceeded, match='budget'):
+        judge_cycle(client, tests, [dict(prompt_id=tests[0]['prompt_id'], k=0, response='x')], cfg, tmp_path/'cycle_00')
+    c = Run(tmp_path/'cycle_00'/'run').cycle(0)
+    assert not c.done('judge') and not c.metrics.exists()
 
 def test_unknown_prompt_id_is_an_error():
     with pytest.raises(KeyError, match='nope'): judge_responses(Recorded([]), _tests(1), [dict(prompt_id='nope', k=0, response='x')])
@@ -209,10 +228,11 @@ def test_unknown_prompt_id_is_an_error():
 
 def test_service_baseline(tmp_path):
     cfg = _cfg(m=2); client = _client(cfg, tmp_path/'cache'); tests = _tests(1)
-    base = service_baseline(client, tests, cfg, tmp_path)
-    assert is_done(tmp_path, 'baseline') and (tmp_path/'baseline_metrics.json').exists()
-    assert base['overall']['precision']['V'] >= 95 and base['counts']['responses'] == len(tests)
-    assert all(r['generator'] == 'service' for r in read_jsonl(tmp_path/'baseline_responses.jsonl'))
+    run = _run(tmp_path, cfg, client, tests); c = run.cycle(0)
+    run_phase(run, c, BASELINE)
+    base = json.loads(c.baseline_metrics.read_text())
+    assert c.done('baseline') and base['overall']['precision']['V'] >= 95 and base['counts']['responses'] == len(tests)
+    assert all(r['generator'] == 'service' for r in read_jsonl(c.baseline_responses))
     assert 'baseline' in client.usage()
     local = compute_metrics([_j(r['prompt_id'], r['category'], 0, 50) for r in tests])
     pct = percent_of_service(local, base)

@@ -85,6 +85,8 @@ def _kill_at(point, out, log, p):
         _wait(lambda: (c0/'.judge.done').exists(), p)
         n_judge = len(_lines(log))
         _wait(lambda: len(_lines(log)) > n_judge and not (c0/'.synth.done').exists(), p)
+    elif point == 'after synthesis':      # inside the next cycle's training
+        _wait(lambda: (c0/'.synth.done').exists() and any((out/'cycle_01'/'checkpoints').glob('checkpoint-*')), p)
     os.killpg(p.pid, signal.SIGKILL); p.wait()
 
 @pytest.mark.slow
@@ -95,20 +97,58 @@ def test_sigkill_at_three_points_then_resume_equals_uninterrupted_run(tmp_path, 
     out, log = tmp_path/'run', tmp_path/'calls.log'
     env = {'LLAMADUO_DEMO_CALL_LOG': str(log), 'LLAMADUO_DEMO_LATENCY': '0.2'}
     p = _cli(['run', 'demo', '--out', str(out), *_sets({**SMALL, 'loop.papermill': False})], env=env)
-    segments = []                                   # (kill point, calls logged at the kill, cache keys at the kill)
-    for point in ('inside training', 'between judge calls', 'during synthesis'):
+    segments, synth_stamp = [], None                # (kill point, calls logged at the kill, cache keys at the kill)
+    for point in ('inside training', 'between judge calls', 'during synthesis', 'after synthesis'):
         _kill_at(point, out, log, p)
         assert not (out/'metrics.csv').exists(), point
         segments.append((point, len(_lines(log)), _cached(out)))
+        if point == 'after synthesis': synth_stamp = [(out/'cycle_00'/f).stat().st_mtime_ns for f in ('.synth.done', 'synth_kept.jsonl')]
         p = _cli(['resume', str(out)], env=env)
     assert p.wait(600) == 0, p.stdout.read()[-3000:]
+    # a finished synthesis is not redone by a resume
+    assert [(out/'cycle_00'/f).stat().st_mtime_ns for f in ('.synth.done', 'synth_kept.jsonl')] == synth_stamp
     calls = _lines(log)
     for i, (point, n, cached) in enumerate(segments):
         after = set(calls[n:segments[i+1][1]] if i + 1 < len(segments) else calls[n:])
         assert not after & cached, f'after the kill {point}: a call already paid for was made again'
     assert sorted(set(_lines(log))) == sorted(set(ref_log))          # the same calls as the uninterrupted run
-    got, want = pd.read_csv(out/'metrics.csv')[SCORES], pd.read_csv(ref_dir/'metrics.csv')[SCORES]
-    pd.testing.assert_frame_equal(got, want)
+    # every column — scores, calls, paid calls, tokens, cost — equals the uninterrupted run's: no paid call lost or re-paid
+    assert (out/'metrics.csv').read_text() == (ref_dir/'metrics.csv').read_text()
+
+PRICED = {'service.prices': {'demo': [100.0, 100.0]}}   # $0.0001 a (demo) token: a judge call ~ $0.02, its worst case ~ $0.12
+
+@pytest.mark.slow
+def test_budget_stop_is_per_run_resumable_and_raised_on_resume(tmp_path, reference):
+    "A priced run hits its cap inside cycle 0; a resume that does not raise it stops at once; raising it finishes the run."
+    ref_dir, _ = reference
+    out, log = tmp_path/'run', tmp_path/'calls.log'
+    env = {'LLAMADUO_DEMO_CALL_LOG': str(log)}
+    cap = 0.6
+    p = _cli(['run', 'demo', '--out', str(out), *_sets({**SMALL, 'loop.papermill': False, **PRICED, 'service.budget_usd': cap})], env=env)
+    text = p.communicate(timeout=600)[0]
+    assert p.returncode == 0, text[-3000:]
+    s = json.loads((out/'summary.json').read_text())
+    assert 'budget cap $0.6 reached in cycle 0' in s['stop'] and '--set service.budget_usd=' in s['stop'] and s['stop'] in text
+    stop = json.loads((out/'budget_stop.json').read_text())
+    worst = 0.13
+    assert cap - 2*worst <= stop['spent'] <= cap, stop                        # spends up to the cap, never past it
+    n_calls = len(_lines(log))
+    t0 = time.time(); p = _cli(['resume', str(out)], env=env); text = p.communicate(timeout=300)[0]
+    assert p.returncode == 0 and 'budget cap $0.6 reached' in text and len(_lines(log)) == n_calls   # stops at once, pays nothing
+    assert time.time() - t0 < 30
+    p = _cli(['resume', str(out), '--set', 'service.budget_usd=100'], env=env); text = p.communicate(timeout=600)[0]
+    assert p.returncode == 0, text[-3000:]
+    assert not (out/'budget_stop.json').exists() and 'max_cycles' in json.loads((out/'summary.json').read_text())['stop']
+    got, want = pd.read_csv(out/'metrics.csv'), pd.read_csv(ref_dir/'metrics.csv')
+    pd.testing.assert_frame_equal(got[SCORES + ['calls', 'network_calls', 'tokens']], want[SCORES + ['calls', 'network_calls', 'tokens']])
+    assert got.cost.sum() == pytest.approx(got.tokens.sum() * 100 / 1e6)       # every paid token counted, across the three processes
+
+def test_resume_refuses_settings_that_change_results(tmp_path):
+    p = _cli(['run', 'demo', '--out', str(tmp_path/'run'), '--set', 'data.demo_size=16', 'loop.max_cycles=1', 'train.max_steps=1',
+              'infer.k=1', 'infer.max_new_tokens=4', 'judge.m=1', 'loop.papermill=false'])
+    assert p.wait(300) == 0
+    p = _cli(['resume', str(tmp_path/'run'), '--set', 'train.max_steps=5']); text = p.communicate(timeout=120)[0]
+    assert p.returncode == 2 and 'train.max_steps cannot change on resume' in text and len(text.strip().splitlines()) == 1
 
 @pytest.mark.slow
 def test_sweep_nested_subsets_and_report(tmp_path):

@@ -5,7 +5,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_servers import FakeLLMServer
 from llamaduo.config import ServiceCfg
-from llamaduo.service import ServiceClient, ServiceError, Reply, extract_json
+from llamaduo.service import ServiceClient, ServiceError, Reply, extract_json, CallCache
+from llamaduo.config import load_recipe
+from llamaduo.run import Run, write_calls
 
 SECRETS = {'OPENAI_API_KEY': 'sk-fake-openai-SECRET-0123456789', 'ANTHROPIC_API_KEY': 'sk-ant-fake-SECRET-0123456789',
            'GEMINI_API_KEY': 'AIza-fake-gemini-SECRET-0123456789'}
@@ -123,7 +125,7 @@ def test_duplicates_in_one_batch_run_once(srv, tmp_path):
 def test_budget_stop_and_resume(srv, tmp_path):
     kw = dict(prices={'fake-model': [1000.0, 1000.0]}, max_in_flight=1)  # $0.001 a token
     c = client(srv, 'openai', tmp_path, budget_usd=0.1, **kw)
-    reqs = [{'messages': msgs(f'question number {i}')} for i in range(10)]
+    reqs = [{'messages': msgs(f'question number {i}')} for i in range(40)]
     rs = c.batch(reqs, phase='synth')
     st = [r.status for r in rs]
     assert 'ok' in st and 'budget_exceeded' in st and set(st) <= {'ok', 'budget_exceeded'}
@@ -131,8 +133,27 @@ def test_budget_stop_and_resume(srv, tmp_path):
     assert c.usage()['synth']['budget_exceeded'] == st.count('budget_exceeded')
     c2 = client(srv, 'openai', tmp_path, budget_usd=10.0, **kw)  # resume with a larger budget: nothing re-paid
     rs2 = c2.batch(reqs, phase='synth')
-    assert all(r.status == 'ok' for r in rs2) and len(srv.requests) == 10
+    assert all(r.status == 'ok' for r in rs2) and len(srv.requests) == 40
     assert sum(r.cached for r in rs2) == st.count('ok')
+
+def test_budget_is_per_run_checked_in_flight_and_ledgered(srv, tmp_path):
+    "Two clients of one run (two processes) share the cap; only calls in flight are reserved; every paid call is in the ledger."
+    kw = dict(prices={'fake-model': [1000.0, 1000.0]}, max_in_flight=4, max_tokens=4)    # $0.001 a token
+    reqs = [{'messages': msgs(f'question number {i} of many')} for i in range(160)]
+    c1 = client(srv, 'openai', tmp_path, budget_usd=0.5, **kw); c1.run_id, c1.folder = 'run-1', 'cycle_00'
+    rs = c1.batch(reqs[:80], phase='judge')
+    paid = CallCache(tmp_path).spent('run-1')
+    assert 0.9*0.5 <= paid <= 0.5 and paid == pytest.approx(sum(r.cost for r in rs))   # spends up to the cap, not past it
+    c2 = client(srv, 'openai', tmp_path, budget_usd=0.5, **kw); c2.run_id, c2.folder = 'run-1', 'cycle_01'  # a resumed process
+    n, rs2 = len(srv.requests), c2.batch(reqs[80:], phase='judge')
+    worst = (len(reqs[0]['messages'][0]['content'])//3 + 4 + 4) * 0.001                # one call's worst case
+    assert rs2[-1].status == 'budget_exceeded' and len(srv.requests) - n <= 0.5*0.1/worst + 1
+    assert 0.5 - worst <= CallCache(tmp_path).spent('run-1') <= 0.5                    # the cap holds across processes
+    c3 = client(srv, 'openai', tmp_path, budget_usd=0.5, **kw); c3.run_id = 'run-2'      # another run: its own budget
+    assert any(r.status == 'ok' for r in c3.batch(reqs[80:90], phase='judge'))
+    led = CallCache(tmp_path).paid('run-1', 'cycle_00')
+    assert len(led) == sum(r.status == 'ok' for r in rs) and {r['phase'] for r in led} == {'judge'}
+    assert len(CallCache(tmp_path).paid('run-1', 'cycle_01')) == sum(r.status == 'ok' for r in rs2)
 
 def test_concurrency_bound(srv, tmp_path):
     srv.latency = 0.05
@@ -147,7 +168,7 @@ def test_batch_inside_running_loop(srv, tmp_path):
     assert (a.text, b.text) == ('echo: from a kernel', 'echo: async')
 
 def test_secrets_never_written(srv, tmp_path):
-    run = tmp_path/'run'
+    run = tmp_path/'run'; r = Run(run); run.mkdir()
     for provider in PROVIDERS:
         c = client(srv, provider, run/'cache')
         srv.reset(['500', '400'])
@@ -155,7 +176,8 @@ def test_secrets_never_written(srv, tmp_path):
         assert {r.status for r in rs} == {'ok', 'api_error'}
         env = {'openai': 'OPENAI_API_KEY', 'anthropic': 'ANTHROPIC_API_KEY', 'gemini': 'GEMINI_API_KEY'}[provider]
         assert any(SECRETS[env] in json.dumps(r['headers']) for r in srv.requests)  # the key went where it must, only there
-        c.write_usage(run/'cycle_00')
+        r.write_config(load_recipe({'service': dict(provider=provider, model='fake-model')}))
+        write_calls(r, r.cycle(0), f'judge_{provider}', c.records)
         srv.reset(['401'])
         with pytest.raises(ServiceError): c.batch([{'messages': msgs('bad key')}])
         assert not any(v in repr(c) for v in SECRETS.values())
@@ -166,7 +188,7 @@ def test_secrets_never_written(srv, tmp_path):
         for v in SECRETS.values(): assert v.encode() not in data, f'{v} leaked into {p}'
     usage = json.loads((run/'cycle_00'/'usage.json').read_text())
     assert usage['phases']['judge']['calls'] == 9 and usage['phases']['judge']['failures'] == 3   # the folder's whole log
-    assert len((run/'cycle_00'/'calls.jsonl').read_text().splitlines()) == 9   # append-only, 3 per provider
+    assert len((run/'cycle_00'/'calls.jsonl').read_text().splitlines()) == 9   # 3 per provider
 
 def test_missing_key_names_the_variable(monkeypatch, tmp_path):
     monkeypatch.delenv('GEMINI_API_KEY')

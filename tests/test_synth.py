@@ -4,7 +4,8 @@ from types import SimpleNamespace
 import pytest
 from llamaduo.config import SynthCfg, read_jsonl
 from llamaduo.synth import (FILTER_RULES, clean, draw_seeds, near_duplicates, quality_issue, rouge_l, synth_record,
-                            synthesize, instruction_of, bench_dedup)
+                            synthesize)
+from llamaduo.data import example_parts
 
 def rec(pid, cat, ins, res):
     return dict(prompt_id=pid, category=cat, messages=[{'role': 'user', 'content': ins}, {'role': 'assistant', 'content': res}],
@@ -26,7 +27,7 @@ def test_exact_and_near_duplicates_removed_one_copy_kept():
                 (ins.upper().replace('.', '!'), res.lower().replace('.', ';')),                   # case / punctuation
                 (ins, 'It reflects off the back of the drop. Sunlight enters each raindrop and bends. The light splits into its colours as it leaves.'),  # reordered
                 (ins.replace('passes through', 'goes through'), res.replace('bends', 'is bent'))]  # reworded
-    raw = [syn(i, r) for i, r in variants] + [syn(instruction_of(TRAIN[0]), 'The Nile river flows through Cairo.')]  # dup of train
+    raw = [syn(i, r) for i, r in variants] + [syn(example_parts(TRAIN[0])[0], 'The Nile river flows through Cairo.')]  # dup of train
     kept, rep = clean(raw, TRAIN, TEST, SynthCfg())
     assert [r['prompt_id'] for r in kept] == [raw[0]['prompt_id']]
     dd = rep['stages'][1]
@@ -75,22 +76,22 @@ def test_rouge_l_and_keep_first():
 
 class FakeClient:
     model = 'fake'
-    def __init__(self): self.seen = []
+    def __init__(self, refusal='api_error'): self.seen, self.refusal = [], refusal
     def batch(self, requests, phase='synth', desc=None):
         self.seen += requests; out = []
         for i, r in enumerate(requests):
             if i == 0: out.append(SimpleNamespace(text='not json at all', status='ok', error=None)); continue
-            if i == 1: out.append(SimpleNamespace(text=None, status='budget_exceeded', error='budget')); continue
+            if i == 1: out.append(SimpleNamespace(text=None, status=self.refusal, error='refused')); continue
             out.append(SimpleNamespace(text=json.dumps({'pairs': [dict(zip(('instruction', 'response'), [('Which metal is liquid at room temperature?', 'Mercury.'), ('Who painted the Mona Lisa?', 'Leonardo da Vinci.')][i % 2])),
                                                                   {'instruction': 1, 'response': 'bad'}, {'instruction': BASE[0], 'response': BASE[1]}]}), status='ok', error=None))
         return out
 
 def test_synthesize_report_adds_up_and_files_atomic(tmp_path):
     c = FakeClient()
-    rep = synthesize(c, TRAIN[:2], [], TEST, n=10, cycle=2, cfg=SynthCfg(per_call=3), seed=0, out_dir=tmp_path)
+    rep = synthesize(c, TRAIN[:2], [], TEST, n=10, cycle=2, cfg=SynthCfg(per_call=3), seed=0, out=tmp_path)
     assert len(c.seen) == 4 and all('<count>' in r['messages'][0]['content'] and r['json'] for r in c.seen)
     g = rep['generation']
-    assert (g['calls'], g['bad_reply'], g['budget_exceeded'], g['invalid_pairs'], g['pairs']) == (4, 1, 1, 2, 4)
+    assert (g['calls'], g['bad_reply'], g['api_error'], g['invalid_pairs'], g['pairs']) == (4, 1, 1, 2, 4)
     st = rep['stages']
     for a, b in zip(st[1:], st[2:]): assert a['n_out'] == b['n_in']
     assert st[1]['n_in'] == g['pairs'] and st[-1]['n_out'] == rep['kept']
@@ -100,6 +101,13 @@ def test_synthesize_report_adds_up_and_files_atomic(tmp_path):
     kept, raw = read_jsonl(tmp_path/'synth_kept.jsonl'), read_jsonl(tmp_path/'synth_raw.jsonl')
     assert len(raw) == 4 and len(kept) == rep['kept'] == 3  # the BASE pair repeats across calls: one copy kept
     assert all(r['source'] == 'synthetic' and r['cycle'] == 2 and r['generator'] == 'fake' and r['seed_prompt_id'] for r in kept)
+
+def test_budget_refusal_stops_synthesis_unwritten(tmp_path):
+    "A call refused by the budget stops the phase before anything is written, so a resume sends it again."
+    from llamaduo.service import BudgetExceeded
+    with pytest.raises(BudgetExceeded, match='refused'):
+        synthesize(FakeClient('budget_exceeded'), TRAIN[:2], [], TEST, n=10, cycle=2, cfg=SynthCfg(per_call=3), seed=0, out=tmp_path)
+    assert os.listdir(tmp_path) == []
 
 def test_with_demo_service(tmp_path):
     pytest.importorskip('llamaduo.service')
@@ -112,10 +120,11 @@ def test_with_demo_service(tmp_path):
     rng = random.Random(0)
     train = [rec(f'd{i}', c, (t := make_task(c, rng))['prompt'], t['response']) for i, c in enumerate(CATEGORIES * 5)]
     client = ServiceClient(ServiceCfg(provider='demo'), progress=False)
-    rep = synthesize(client, train, [], train[:2], n=40, cycle=1, cfg=SynthCfg(), seed=0, out_dir=tmp_path)
+    rep = synthesize(client, train, [], train[:2], n=40, cycle=1, cfg=SynthCfg(), seed=0, out=tmp_path)
     assert rep['generation']['ok'] == 8 and rep['generation']['pairs'] == 40 and 0 < rep['kept'] < 40
     assert sum(rep['filters'].values()) > 0
 
 def test_bench_small():
-    out = bench_dedup(['--n', '2000', '--subset', '400', '--test', '40'])
+    from llamaduo.bench import bench_dedup
+    out = bench_dedup(2000, subset=400, test=40)
     assert out['recall'] >= 0.95 and out['precision'] >= 0.95

@@ -14,6 +14,9 @@ echo "== hygiene: library in sync (nbdev_export leaves no diff)"
 before=$(snap llamaduo); nbdev_export; after=$(snap llamaduo)
 if [ "$before" != "$after" ]; then echo "FAIL: llamaduo/ was out of sync with nbs/; nbdev_export changed it (commit the export)"; exit 1; fi
 
+echo "== lint: pyflakes on llamaduo/ (no undefined names, no unused imports)"
+python -m pyflakes llamaduo
+
 echo "== hygiene: README rendered from nbs/index.ipynb"
 python tools/readme.py --check
 

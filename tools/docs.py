@@ -7,173 +7,127 @@
 
 Build source goes to `_docs/` (git-ignored; the notebooks in nbs/ are never modified), the site to `site/`.
 Pages: index.ipynb is the home page, then the phase notebooks in numeric order (`_`-prefixed ones excluded), an
-API reference page per module (signatures, docstrings and per-parameter docments of the `#| export`-ed names, read
-from the kept library `llamaduo.<module>`), and the example run.  nbdev directives are stripped, `#| hide` cells
-dropped (still executed), `#| eval: false` and `slow|gpu|api` flagged cells not executed.  nbdev + Quarto
-(`nbdev_docs`, nbs/_quarto.yml) still render the same notebooks where Quarto exists.
+API reference page per module and the example run.  nbdev does the notebook work: `nbdev.test.test_nb` executes
+(skipping `#| eval: false`, `tst_flags` and `nbdev_export(` cells), `NBProcessor` with nbdev's own processors
+parses the directives and drops `#| hide` cells, and the API pages are `nbdev.showdoc.show_doc` entries (signature,
+docstring, docments) of the `#| export`-ed names of the kept library `llamaduo.<module>`, with docments' parameter
+tables.  nbdev + Quarto (`nbdev_docs`, nbs/_quarto.yml) still render the same notebooks where Quarto exists.
 """
 from __future__ import annotations
-import argparse, ast, configparser, copy, importlib, inspect, json, os, re, shutil, subprocess, sys, time
+import argparse, importlib, inspect, json, os, re, shutil, subprocess, sys, time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-import nbformat
+from unittest import mock
+import nbdev.test
+from execnb.nbio import mk_cell, read_nb, write_nb
+from execnb.shell import CaptureShell
+from fastcore.basics import AttrDict, ifnone
+from fastcore.docments import DocmentTbl, empty
+from nbdev.config import get_config
+from nbdev.frontmatter import FrontmatterProc
+from nbdev.process import NBProcessor, Processor, extract_directives, first_code_ln
+from nbdev.processors import (populate_language, strip_ansi, hide_line, filter_stream_, rm_header_dash,
+                              clean_show_doc, clean_magics, hide_, strip_hidden_metadata)
+from nbdev.showdoc import BasicMarkdownRenderer, show_doc
 
 ROOT = Path(__file__).resolve().parents[1]
-_DIR = re.compile(r'^\s*#\s?\|\s?(.*?)\s*$')
+OFFLINE_ENV = dict(HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1', HF_DATASETS_OFFLINE='1', TOKENIZERS_PARALLELISM='false',
+                   PYTHONHASHSEED='0', MPLBACKEND='Agg')
 
-def settings() -> dict:
-    cp = configparser.ConfigParser(); cp.read(ROOT/'settings.ini')
-    return dict(cp['DEFAULT'])
+# ---------------------------------------------------------------- execution: nbdev_test's test_nb
+class KeepGoingShell(CaptureShell):
+    "The shell `test_nb` runs a notebook in, except that a failing cell is recorded and the run goes on."
+    timeout, nb, errors = None, None, []
+    def __init__(self, path=None, **kw): super().__init__(path, timeout=self.timeout, **kw)
+    def run_all(self, nb, exc_stop=False, preproc=None, **kw):
+        def record(c):
+            if self.exc: self.errors.append(f'cell {c.idx_}: {type(self.exc).__name__}: {str(self.exc)[:200]}')
+        type(self).nb = nb
+        super().run_all(nb, exc_stop=False, preproc=preproc, postproc=record)
 
-def directives(src: str) -> tuple[dict, str]:
-    "Leading `#| ...` lines of a code cell as {name: value}, and the source without them."
-    lines, d = src.splitlines(), {}
-    i = 0
-    while i < len(lines):
-        m = _DIR.match(lines[i])
-        if not m:
-            if lines[i].strip() == '' and i == 0: i += 1; continue
-            break
-        k, _, v = m.group(1).partition(':') if ':' in m.group(1) else (m.group(1).split(' ')[0], '', ' '.join(m.group(1).split(' ')[1:]))
-        d[k.strip()] = v.strip()
-        i += 1
-    return d, '\n'.join(lines[i:]).strip('\n')
+def execute(nb_path: Path, flags: list[str], timeout: int) -> tuple[list|None, list[str], float]:
+    """Execute a notebook with `nbdev.test.test_nb` (its frontmatter, `eval: false`, `tst_flags` and `nbdev_export(`
+    skips, cwd = the notebook's folder) in a `KeepGoingShell`; runs in a worker process.
+    Returns (the code cells' outputs, or None if test_nb did not run it; errors; seconds)."""
+    for k, v in OFFLINE_ENV.items(): os.environ.setdefault(k, v)
+    KeepGoingShell.timeout, KeepGoingShell.nb, KeepGoingShell.errors = timeout, None, []
+    with mock.patch.object(nbdev.test, 'CaptureShell', KeepGoingShell):
+        ok, dt = nbdev.test.test_nb(Path(nb_path), skip_flags=flags, basepath=ROOT, showerr=False)
+    errors = KeepGoingShell.errors + ([] if ok else ['test_nb failed outside a cell'])
+    nb = KeepGoingShell.nb
+    return (None if nb is None else [c.get('outputs', []) for c in nb.cells if c.cell_type == 'code']), errors, dt
 
-def _false(v) -> bool: return str(v).strip().lower() in ('false', 'no', '0')
+# ---------------------------------------------------------------- notebook -> docs notebook (nbdev's processors)
+class mkdocs_options(Processor):
+    "Quarto's cell options, which nbdev leaves in the source (`echo`, `output`, `include`), as mkdocs-jupyter does them."
+    def cell(self, cell):
+        if cell.cell_type != 'code': return
+        d, lines = extract_directives(cell, remove=False), cell.source.splitlines(True)   # also clean_show_doc's
+        cell.source = ''.join(lines[ifnone(first_code_ln(lines), len(lines)):])
+        opt = lambda k: ' '.join(d.get(k + ':', [])).lower()
+        if not cell.source.strip() or opt('include') == 'false': del cell['source']; return
+        if opt('echo') == 'false': cell.metadata.setdefault('tags', []).append('hide_input')
+        if opt('output') == 'false': cell.outputs = []
 
-def title_summary(nb) -> tuple[str, str]:
-    for c in nb.cells:
-        if c.cell_type != 'markdown': continue
-        t = re.search(r'^#\s+(.+)$', c.source, re.M); s = re.search(r'^>\s*(.+)$', c.source, re.M)
-        return (t.group(1).strip() if t else ''), (s.group(1).strip() if s else '')
-    return '', ''
+DOC_PROCS = [FrontmatterProc, populate_language, strip_ansi, hide_line, filter_stream_, rm_header_dash,
+             clean_show_doc, clean_magics, hide_, strip_hidden_metadata, mkdocs_options]
 
-def skip_exec(d: dict, flags: list[str]) -> bool:
-    return _false(d.get('eval', 'true')) or any(f in d for f in flags)
-
-# ---------------------------------------------------------------- execution
-def execute(nb_path: Path, flags: list[str], timeout: int) -> tuple[str, list[str], float]:
-    """Execute a notebook the way `nbdev_test` does (execnb's CaptureShell, cwd = its folder, `#| eval: false`,
-    `tst_flags` and `nbdev_export(` cells skipped) but without stopping at an error; runs in a worker process.
-    Returns (the notebook with outputs as JSON, errors, seconds)."""
-    from execnb.shell import CaptureShell
-    from execnb.nbio import read_nb, nb2str
-    for k, v in dict(HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1', HF_DATASETS_OFFLINE='1', TOKENIZERS_PARALLELISM='false',
-                     PYTHONHASHSEED='0', MPLBACKEND='Agg').items(): os.environ.setdefault(k, v)
-    t0, errors = time.time(), []
-    nb = read_nb(nb_path)
-    def no_eval(c):
-        return c.cell_type != 'code' or 'nbdev_export' + '(' in c.source or skip_exec(directives(c.source)[0], flags)
-    sh = CaptureShell(nb_path, timeout=timeout)
-    cwd = os.getcwd(); os.chdir(nb_path.parent); sys.path.insert(0, str(ROOT))
-    try:
-        for i, c in enumerate(nb.cells):
-            if no_eval(c): continue
-            sh.cell(c)
-            if sh.exc: errors.append(f'cell {i}: {type(sh.exc).__name__}: {str(sh.exc)[:200]}')
-    except Exception as e: errors.append(f'{type(e).__name__}: {str(e)[:300]}')
-    finally: os.chdir(cwd)
-    return nb2str(nb), errors, time.time() - t0
-
-# ---------------------------------------------------------------- notebook -> docs notebook
-def clean_for_docs(nb) -> tuple[nbformat.NotebookNode, str|None]:
-    "Strip nbdev directives, drop hidden cells; returns (nb, default_exp module)."
-    module, cells = None, []
-    for c in nb.cells:
-        if c.cell_type == 'raw': continue
-        if c.cell_type != 'code': cells.append(c); continue
-        d, src = directives(c.source)
-        if 'default_exp' in d: module = d['default_exp'].split()[0] if d['default_exp'] else module
-        if 'hide' in d or _false(d.get('include', 'true')) or not src.strip(): continue
-        c.source = src
-        c.metadata = {k: v for k, v in c.metadata.items() if k in ('tags',)}
-        if _false(d.get('echo', 'true')): c.metadata.setdefault('tags', []).append('hide_input')
-        if _false(d.get('output', 'true')): c.outputs = []
-        cells.append(c)
-    nb.cells = cells
+def docs_nb(nb) -> tuple[AttrDict, str|None, dict]:
+    "The docs notebook of `nb` (read with execnb) by nbdev's processors; returns (nb, default_exp module, frontmatter)."
+    proc = NBProcessor(nb=nb, procs=DOC_PROCS)
+    module = next((c.directives_['default_exp'][0] for c in proc.nb.cells if c.directives_.get('default_exp')), None)
+    proc.process()
+    fm = getattr(nb, 'frontmatter_', {})
+    nb.cells = [c for c in nb.cells if c.cell_type != 'raw']   # the frontmatter (Quarto's) becomes the title again
+    if fm.get('title'):
+        nb.cells.insert(0, mk_cell(f"# {fm['title']}" + (f"\n\n> {fm['description']}" if fm.get('description') else ''), 'markdown'))
     nb.metadata = {'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'},
                    'language_info': {'name': 'python'}}
-    return nb, module
+    return nb, module, fm
 
-# ---------------------------------------------------------------- API reference (from the kept library)
-def _unq(s: str) -> str:
-    "Annotations are strings under `from __future__ import annotations`: show them unquoted."
-    return re.sub(r"(:\s|->\s)'([^']*)'", r'\1\2', s)
+# ---------------------------------------------------------------- API reference: nbdev's showdoc on the kept library
+def is_model(o) -> bool: return inspect.isclass(o) and hasattr(o, 'model_fields')   # pydantic
 
-def _sig(name, obj, drop_first=False) -> str:
-    try:
-        sig = inspect.signature(obj)
-        if drop_first and sig.parameters: sig = sig.replace(parameters=list(sig.parameters.values())[1:])
-        s = str(sig)
-    except (TypeError, ValueError): s = '(...)'
-    return f'{name}{_unq(s)}'
+class ParamTable(DocmentTbl):
+    "docments' parameter table (for a pydantic model: its fields and their descriptions), `|` escaped for Markdown."
+    def __init__(self, obj):
+        super().__init__(obj)
+        if is_model(obj):
+            self.returns, self.params = False, list(obj.model_fields)
+            self.dm = {k: AttrDict(anno=inspect.formatannotation(f.annotation, obj.__module__), docment=f.description or empty,
+                                   default=empty if f.is_required() else f.default if f.default_factory is None
+                                   else f'{f.default_factory.__name__}()') for k, f in obj.model_fields.items()}
+        for d in self.dm.values():
+            for k, v in d.items():
+                if k in self._map and v is not empty: d[k] = str(getattr(v, '__name__', v)).replace('|', r'\|').replace('\n', '<br>')
+    @property
+    def has_docment(self): return self._row_list if is_model(self.obj) else super().has_docment
 
-def _esc(s) -> str: return str(s).replace('|', '\\|').replace('\n', ' ')
-
-def _fmt_anno(a) -> str:
-    if a is inspect.Parameter.empty or a is None: return ''
-    return a if isinstance(a, str) else getattr(a, '__name__', str(a)).replace('typing.', '')
-
-def _params_table(f) -> str:
-    from fastcore.docments import docments
-    try: dm = docments(f, full=True)
-    except Exception: return ''
-    rows, any_doc = [], False
-    for k, v in dm.items():
-        if k in ('self', 'cls'): continue
-        doc, anno, dflt = _esc(v.get('docment') or ''), _esc(_fmt_anno(v.get('anno'))), v.get('default')
-        dflt = '' if dflt is inspect.Parameter.empty else _esc(f'`{dflt!r}`')
-        any_doc = any_doc or bool(doc)
-        if k == 'return':
-            if doc or anno: rows.append(f'| **returns** | {("`"+anno+"`") if anno else ""} | | {doc} |')
-            continue
-        rows.append(f'| `{k}` | {("`"+anno+"`") if anno else ""} | {dflt} | {doc} |')
-    if not any_doc: return ''   # no docments at all: the signature says it all
-    return '\n| | type | default | details |\n|---|---|---|---|\n' + '\n'.join(rows) + '\n'
-
-def _doc(obj) -> str: return inspect.cleandoc(obj.__doc__) if getattr(obj, '__doc__', None) else ''
+class ApiEntry(BasicMarkdownRenderer):
+    "`show_doc`'s entry (heading, source link, signature with docments, docstring), then the parameter table."
+    def __init__(self, sym, **kw):
+        super().__init__(sym, **kw)
+        if not callable(sym) or not sym.__doc__: self.docs = ''   # not a constant's type's or a base class's docstring
+        if is_model(sym): self.dm = f"class {self.nm}({', '.join(b.__name__ for b in sym.__bases__)})"  # not **data
+    def _repr_markdown_(self):   # nbdev 2.4.14 looks the source line up by the full name: `#LNone`
+        return super()._repr_markdown_().replace('#LNone)', ')') + '\n\n' + str(ParamTable(self.sym)) + '\n'
 
 def api_markdown(module: str, pkg: str, nb_page: str, title: str) -> tuple[str, list[str]]:
-    "Markdown API page of `pkg.module`: every name in `__all__`, in notebook order."
+    "Markdown API page of `pkg.module`: a `show_doc` entry for every name in `__all__` (notebook order) and its methods."
     mod = importlib.import_module(f'{pkg}.{module}')
     names = list(getattr(mod, '__all__', [n for n in vars(mod) if not n.startswith('_')]))
-    out = [f'# `{pkg}.{module}` API', '', f'Exported from [{title}]({nb_page}) (`#| export` cells). '
-           f'Signatures, docstrings and per-parameter comments are read from the installed library.', '']
+    out = [f'# `{pkg}.{module}` API\n\nExported from [{title}]({nb_page}) (`#| export` cells), documented by nbdev\'s '
+           '`show_doc` from the installed library: signatures, docstrings and per-parameter comments (docments).']
     for n in names:
         obj = getattr(mod, n, None)
-        out += [f'## {n}', '']
-        if inspect.isclass(obj):
-            bases = ', '.join(b.__name__ for b in obj.__bases__ if b is not object)
-            init = obj.__init__ if '__init__' in vars(obj) else None
-            fields = getattr(obj, 'model_fields', None) if hasattr(obj, 'model_fields') else None
-            code = [f'class {n}({bases}):' if bases else f'class {n}:']
-            if init: code.append(_sig(n, init, drop_first=True))
-            elif fields is None and not issubclass(obj, BaseException): code.append(_sig(n, obj))
-            out += ['```python', *code, '```', '', _doc(obj), '']
-            if init: out.append(_params_table(init))
-            if fields:
-                rows = []
-                for fn, fi in fields.items():
-                    dflt = 'required' if fi.is_required() else ('factory' if fi.default_factory is not None else f'`{fi.default!r}`')
-                    an = fi.annotation.__name__ if isinstance(fi.annotation, type) else str(fi.annotation).replace('typing.', '')
-                    rows.append(f"| `{fn}` | `{_esc(an)}` | {_esc(dflt)} | {_esc(fi.description or '')} |")
-                out += ['| field | type | default | details |', '|---|---|---|---|', *rows, '']
-            for mn, m in vars(obj).items():
-                f = m.__func__ if isinstance(m, (classmethod, staticmethod)) else m
-                if mn.startswith('_') or not inspect.isfunction(f) or 'pydantic' in (f.__module__ or ''): continue
-                pre = '@classmethod\n' if isinstance(m, classmethod) else '@staticmethod\n' if isinstance(m, staticmethod) else ''
-                s = _sig(mn, f, drop_first=not isinstance(m, staticmethod))
-                out += [f'### {n}.{mn}', '', '```python', f'{pre}{n}.{s}', '```', '', _doc(f), '', _params_table(f)]
-        elif callable(obj):
-            out += ['```python', _sig(n, obj), '```', '', _doc(obj), '', _params_table(obj)]
-        else:
-            r = repr(obj); r = r if len(r) <= 300 else r[:300] + ' …'
-            out += ['```python', f'{n} = {r}', '```', '']
-    return re.sub(r'\n{3,}', '\n\n', '\n'.join(out)).strip() + '\n', names
+        out.append(show_doc(obj, renderer=ApiEntry, name=n, title_level=2)._repr_markdown_())
+        for mn, m in (vars(obj).items() if inspect.isclass(obj) else ()):
+            f = getattr(m, '__func__', m)
+            if mn[0] != '_' and inspect.isfunction(f) and 'pydantic' not in (f.__module__ or ''):
+                out.append(show_doc(getattr(obj, mn), renderer=ApiEntry, name=f'{n}.{mn}', title_level=3)._repr_markdown_())
+    return re.sub(r'\n{3,}', '\n\n', '\n\n'.join(out)).strip() + '\n', names
 
 # ---------------------------------------------------------------- site
-def md_cell(src: str): return nbformat.v4.new_markdown_cell(src)
-
 def page_title(stem: str, title: str) -> str:
     m = re.match(r'(\d+)_', stem)
     return f'{m.group(1)} · {title}' if m else title
@@ -181,8 +135,8 @@ def page_title(stem: str, title: str) -> str:
 def build(out='site', build_dir='_docs', execute_nbs=False, run=None, only=None, n_workers=2, timeout=900,
           check=False, quiet=False) -> dict:
     t0 = time.time()
-    cfg = settings(); pkg = cfg.get('lib_name', 'llamaduo'); flags = [f for f in cfg.get('tst_flags', '').split('|') if f]
-    nbs_dir = ROOT/cfg.get('nbs_path', 'nbs')
+    cfg = get_config(path=ROOT); pkg = cfg.lib_name; flags = cfg.get('tst_flags', '').split()   # as nbdev_test
+    nbs_dir = cfg.nbs_path
     out, bdir = Path(out).resolve(), Path(build_dir).resolve()
     docs = bdir/'docs'
     if docs.exists(): shutil.rmtree(docs)
@@ -195,20 +149,19 @@ def build(out='site', build_dir='_docs', execute_nbs=False, run=None, only=None,
     pages = [nbs_dir/'index.ipynb'] + nbs
     report = {'pages': [], 'api': [], 'example': [], 'errors': {}, 'timings': {}}
 
-    # execute (in parallel, each in its own kernel) or read as committed
-    loaded = {}
+    # read as committed; executed: test_nb in a fresh worker process per notebook, its outputs put in
+    loaded = {p: read_nb(p) for p in pages}
     if execute_nbs:
         say(f'executing {len(pages)} notebooks ({n_workers} at a time) ...')
         import multiprocessing as mp
         with ProcessPoolExecutor(n_workers, mp_context=mp.get_context('spawn'), max_tasks_per_child=1) as ex:
             futs = [ex.submit(execute, p, flags, timeout) for p in pages]
             for p, f in zip(pages, futs):
-                nbjs, errs, dt = f.result()
-                loaded[p] = nbformat.reads(nbjs, as_version=4); report['timings'][p.stem] = round(dt, 1)
+                outs, errs, dt = f.result()
+                for c, o in zip([c for c in loaded[p].cells if c.cell_type == 'code'], outs or []): c.outputs = o
+                report['timings'][p.stem] = round(dt, 1)
                 if errs: report['errors'][p.stem] = errs
                 say(f'  {p.name}: {dt:.1f} s' + (f'  ({len(errs)} error(s): {errs[0]})' if errs else ''))
-    else:
-        for p in pages: loaded[p] = nbformat.read(p, as_version=4)
 
     # run folder: example section + plots
     run_dir = Path(run) if run else None
@@ -216,13 +169,12 @@ def build(out='site', build_dir='_docs', execute_nbs=False, run=None, only=None,
     if run_dir and run_dir.is_dir():
         ex_dir = docs/'example'; ex_dir.mkdir()
         for c in sorted(run_dir.glob('cycle_*/cycle.ipynb')):
-            nb, _ = clean_for_docs(nbformat.read(c, as_version=4))
-            dst = ex_dir/f'{c.parent.name}.ipynb'; nbformat.write(nb, dst)
+            write_nb(docs_nb(read_nb(c))[0], ex_dir/f'{c.parent.name}.ipynb')
             n = int(re.sub(r'\D', '', c.parent.name) or 0)
-            run_pages.append((f'Cycle {n}', f'example/{dst.name}'))
+            run_pages.append((f'Cycle {n}', f'example/{c.parent.name}.ipynb'))
         if (run_dir/'report.ipynb').exists():
-            nb, _ = clean_for_docs(nbformat.read(run_dir/'report.ipynb', as_version=4))
-            nbformat.write(nb, ex_dir/'report.ipynb'); run_pages.insert(0, ('Report', 'example/report.ipynb'))
+            write_nb(docs_nb(read_nb(run_dir/'report.ipynb'))[0], ex_dir/'report.ipynb')
+            run_pages.insert(0, ('Report', 'example/report.ipynb'))
         if (run_dir/'plots').is_dir():
             (ex_dir/'plots').mkdir()
             for png in sorted((run_dir/'plots').glob('*.png')): shutil.copy2(png, ex_dir/'plots'/png.name); plots.append(png.name)
@@ -236,38 +188,34 @@ def build(out='site', build_dir='_docs', execute_nbs=False, run=None, only=None,
     nav_phases, nav_api, home = [], [], None
     site_title, site_desc = cfg.get('title', pkg), cfg.get('description', '')
     for p in pages:
-        nb = loaded[p]
-        title, summary = title_summary(nb)
-        nb, module = clean_for_docs(nb)
+        nb, module, fm = docs_nb(loaded[p])
+        title = fm.get('title') or p.stem
         if p.stem == 'index':
-            site_title, site_desc = title or site_title, summary or site_desc
+            site_title, site_desc = fm.get('title') or site_title, fm.get('description') or site_desc
             stems = {q.stem for q in nbs}
             for c in nb.cells:   # link the phases table to the pages
                 if c.cell_type == 'markdown':
                     c.source = re.sub(r'`(\d\d_\w+)`', lambda m: f'[`{m.group(1)}`]({m.group(1)}.html)' if m.group(1) in stems else m.group(0), c.source)
             if plots:
                 main = 'score_vs_volume.png' if 'score_vs_volume.png' in plots else plots[0]
-                nb.cells.append(md_cell('## Example run\n\nScore vs. data volume from the demo run '
+                nb.cells.append(mk_cell('## Example run\n\nScore vs. data volume from the demo run '
                                         f'(`{run_dir}`), from its run folder’s `plots/`; see the '
                                         '[report](example/report.html) and the executed cycle notebooks.\n\n'
-                                        f'![score vs volume](example/plots/{main})'))
-            nbformat.write(nb, docs/'index.ipynb'); home = 'index.ipynb'
+                                        f'![score vs volume](example/plots/{main})', 'markdown'))
+            write_nb(nb, docs/'index.ipynb'); home = 'index.ipynb'
             continue
         if module:
             try:
-                md, names = api_markdown(module, pkg, f'../{p.stem}.html', title or p.stem)
+                md, names = api_markdown(module, pkg, f'../{p.stem}.html', title)
                 (docs/'api').mkdir(exist_ok=True); (docs/'api'/f'{module}.md').write_text(md, encoding='utf-8')
                 nav_api.append((f'{pkg}.{module}', f'api/{module}.md')); report['api'].append(module)
-                # under the summary: a pointer to the API page
-                for i, c in enumerate(nb.cells):
-                    if c.cell_type == 'markdown':
-                        nb.cells.insert(i + 1, md_cell(f'*Module `{pkg}.{module}` — [API reference](api/{module}.html) '
-                                                       f'({len(names)} exported names).*')); break
+                nb.cells.insert(1, mk_cell(f'*Module `{pkg}.{module}` — [API reference](api/{module}.html) '   # under the title
+                                           f'({len(names)} exported names).*', 'markdown'))
             except Exception as e:
                 report['errors'].setdefault(p.stem, []).append(f'API page: {type(e).__name__}: {e}')
                 say(f'  WARNING: API page for {pkg}.{module}: {type(e).__name__}: {e}')
-        nbformat.write(nb, docs/p.name)
-        nav_phases.append((page_title(p.stem, title or p.stem), p.name)); report['pages'].append(p.stem)
+        write_nb(nb, docs/p.name)
+        nav_phases.append((page_title(p.stem, title), p.name)); report['pages'].append(p.stem)
 
     # styles: nbs/styles.css is Quarto's; a few rules for the notebook pages
     (docs/'assets').mkdir(exist_ok=True)
@@ -288,7 +236,7 @@ def build(out='site', build_dir='_docs', execute_nbs=False, run=None, only=None,
         'theme': {'name': 'material', 'font': False, 'features': ['navigation.sections', 'navigation.top', 'content.code.copy'],
                   'palette': {'primary': 'indigo'}},
         'extra_css': ['assets/extra.css'],
-        'markdown_extensions': ['tables', 'admonition', 'pymdownx.superfences', 'pymdownx.highlight', 'toc'],
+        'markdown_extensions': ['tables', 'admonition', 'attr_list', 'pymdownx.superfences', 'pymdownx.highlight', 'toc'],
         'plugins': ['search', 'offline',
                     {'mkdocs-jupyter': {'include': ['*.ipynb'], 'execute': False, 'include_source': False,
                                         'ignore_h1_titles': True, 'allow_errors': True, 'no_prompt': True,

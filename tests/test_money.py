@@ -32,9 +32,9 @@ def _no_key_anywhere(folder, *texts):
 
 @pytest.fixture(scope='module')
 def reference(server, tmp_path_factory):
-    "An uninterrupted run against the faulty server."
+    "An uninterrupted run against the faulty server, its cycles executed as papermill notebooks (kept in the run folder)."
     out, ok0 = tmp_path_factory.mktemp('ref')/'run', server.ok
-    p = _cli(['run', 'demo', '--out', str(out), *_sets(_over(server))])
+    p = _cli(['run', 'demo', '--out', str(out), *_sets(_over(server, **{'loop.papermill': True}))])
     o, e = p.communicate(timeout=900)
     assert p.returncode == 0, (o + e)[-3000:]
     return out, o + e, server.ok - ok0
@@ -51,7 +51,8 @@ def test_wrong_key_fails_in_seconds_with_one_line(server, tmp_path):
 
 def test_planted_key_echoed_by_the_server_appears_nowhere(reference, server):
     out, text, _ = reference
-    _no_key_anywhere(out, text)
+    _no_key_anywhere(out, text)                             # config, manifest, cache, ledger, call logs, executed notebooks
+    assert (out/'cycle_00'/'cycle.ipynb').exists()
     calls = [json.loads(l) for c in sorted(out.glob('cycle_*')) for l in (c/'calls.jsonl').read_text().splitlines()]
     assert any(c['attempts'] > 1 for c in calls)            # faults happened and were retried ...
     assert all(c['status'] == 'ok' for c in calls)          # ... and none was turned into a score of 0

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd, pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_servers import DemoLLMServer
-from test_loop import SMALL, _sets, _wait
+from test_loop import SMALL, _sets
 
 KEY, ENV = 'sk-planted-0123456789abcdefSECRET', 'LLM_AUTH'   # a variable whose name does not look secret
 PRICE = 100.0                                              # USD per 1M tokens, in and out
@@ -57,6 +57,17 @@ def test_planted_key_echoed_by_the_server_appears_nowhere(reference, server):
     assert any(c['attempts'] > 1 for c in calls)            # faults happened and were retried ...
     assert all(c['status'] == 'ok' for c in calls)          # ... and none was turned into a score of 0
 
+def _wait(pred, proc, timeout=300):
+    "Poll every 10 ms until `pred()`; an error if the run ends first."
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if pred(): return
+        if proc.poll() is not None: raise AssertionError('run ended before the kill point:\n' + proc.stdout.read()[-3000:])
+        time.sleep(0.01)
+    raise AssertionError('kill point not reached in time')
+
+def _synth_requests(server): return sum('<count>' in json.dumps(r['body']) for r in list(server.requests))
+
 def _kill_at(point, out, p, server):
     c0, c1 = out/'cycle_00', out/'cycle_01'
     if point == 'inside training':
@@ -66,10 +77,9 @@ def _kill_at(point, out, p, server):
     elif point == 'between judge calls':
         n = server.ok
         _wait(lambda: (c0/'.infer.done').exists() and server.ok >= n + 4 and not (c0/'.judge.done').exists(), p)
-    elif point == 'during synthesis':
-        _wait(lambda: (c0/'.judge.done').exists(), p)
-        n = server.ok
-        _wait(lambda: server.ok >= n + 2 and not (c0/'.synth.done').exists(), p)
+    elif point == 'during synthesis':     # the synthesis requests have started, the phase has not finished
+        n = _synth_requests(server)
+        _wait(lambda: _synth_requests(server) >= n + 2 and not (c0/'.synth.done').exists(), p)
     elif point == 'inside the next training':
         _wait(lambda: (c0/'.synth.done').exists() and any((c1/'checkpoints').glob('checkpoint-*')), p)
     os.killpg(p.pid, signal.SIGKILL); p.wait()
@@ -79,7 +89,7 @@ def test_kill_at_five_moments_resume_to_byte_identical_metrics(reference, server
     "SIGKILL in training, inference, judging, synthesis and the next training; each resumed: every column of metrics.csv equal."
     ref, _, ref_ok = reference
     out, texts = tmp_path/'run', []
-    ok0, server.latency = server.ok, 0.15          # slow enough calls that every kill point is seen
+    ok0, server.latency = server.ok, 0.3           # slow enough calls that every kill point is seen
     try:
         p = _cli(['run', 'demo', '--out', str(out), *_sets(_over(server))])
         for point in ('inside training', 'during inference', 'between judge calls', 'during synthesis', 'inside the next training'):

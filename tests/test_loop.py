@@ -53,12 +53,13 @@ def test_demo_loop_end_to_end_writes_the_whole_layout(tmp_path, monkeypatch):
     nb = json.loads(report(out, quiet=True).read_text())
     assert sum('image/png' in o.get('data', {}) for c in nb['cells'] for o in c.get('outputs', [])) >= 3
 
-def _wait(pred, proc, timeout=240):
+def _wait(pred, proc, timeout=240, poll=0.05):
+    "Poll every `poll` seconds until `pred()`; an error if the run ends first."
     t0 = time.time()
     while time.time() - t0 < timeout:
         if pred(): return True
         if proc.poll() is not None: raise AssertionError('run ended before the kill point:\n' + proc.stdout.read()[-3000:])
-        time.sleep(0.05)
+        time.sleep(poll)
     raise AssertionError('kill point not reached in time')
 
 def _lines(p): return Path(p).read_text().splitlines() if Path(p).exists() else []

@@ -6,7 +6,9 @@ from pathlib import Path
 import pandas as pd, pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_servers import DemoLLMServer
-from test_loop import SMALL, _sets
+from functools import partial
+from test_loop import SMALL, _sets, _wait
+_wait = partial(_wait, timeout=300, poll=0.01)   # the faulty server's runs are short: look often
 
 KEY, ENV = 'sk-planted-0123456789abcdefSECRET', 'LLM_AUTH'   # a variable whose name does not look secret
 PRICE = 100.0                                              # USD per 1M tokens, in and out
@@ -56,15 +58,6 @@ def test_planted_key_echoed_by_the_server_appears_nowhere(reference, server):
     calls = [json.loads(l) for c in sorted(out.glob('cycle_*')) for l in (c/'calls.jsonl').read_text().splitlines()]
     assert any(c['attempts'] > 1 for c in calls)            # faults happened and were retried ...
     assert all(c['status'] == 'ok' for c in calls)          # ... and none was turned into a score of 0
-
-def _wait(pred, proc, timeout=300):
-    "Poll every 10 ms until `pred()`; an error if the run ends first."
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if pred(): return
-        if proc.poll() is not None: raise AssertionError('run ended before the kill point:\n' + proc.stdout.read()[-3000:])
-        time.sleep(0.01)
-    raise AssertionError('kill point not reached in time')
 
 def _synth_requests(server): return sum('<count>' in json.dumps(r['body']) for r in list(server.requests))
 

@@ -2,7 +2,7 @@
 import os, sys, json, time, signal, sqlite3, subprocess, shutil
 from pathlib import Path
 import pandas as pd, pytest
-from llamaduo.loop import run_loop, resume, metrics_table
+from llamaduo.loop import run_loop, resume, metrics_table, metrics_markdown
 
 # A reduced demo: 48 coverage examples (12 test), one synthesis round of 128, two cycles, 4 epochs of tiny training.
 SMALL = {'data.demo_size': 48, 'data.test_frac': 0.25, 'train.epochs': 4, 'train.max_steps': -1, 'train.batch_size': 16, 'train.save_steps': 2,
@@ -27,15 +27,19 @@ def test_demo_loop_end_to_end_writes_the_whole_layout(tmp_path, monkeypatch):
     out = tmp_path/'run'
     secret = 'sk-test-SECRET-0123456789abcdef'
     for k in ('OPENAI_API_KEY', 'ANTHROPIC_API_KEY', 'GEMINI_API_KEY', 'HF_TOKEN'): monkeypatch.setenv(k, secret)
-    s = run_loop('demo', out, SMALL, quiet=True)
+    s = run_loop('demo', out, {**SMALL, 'judge.base_model': True}, quiet=True)
     for f in LAYOUT: assert (out/f).exists(), f
+    for f in ['responses.jsonl', 'judgments.jsonl', 'metrics.json', 'calls.jsonl']: assert (out/'base_eval'/f).exists(), f'base_eval/{f}'
     for f in CYCLE + SYNTH: assert (out/'cycle_00'/f).exists(), f'cycle_00/{f}'
     for f in CYCLE: assert (out/'cycle_01'/f).exists(), f'cycle_01/{f}'
     assert not (out/'cycle_01'/'synth_kept.jsonl').exists()            # last cycle: nothing to synthesize for
     assert s['cycles'] == 2 and 'max_cycles' in s['stop']
     df = pd.read_csv(out/'metrics.csv')
-    assert list(df.cycle) == [0, 1] and df.train_size[1] > df.train_size[0] == 36
-    assert df.network_calls[0] > 0 and df.cost.notna().all()
+    # the untrained base is judged first: the row before cycle 0, no training data, its own judge calls
+    assert list(df.cycle) == ['base', '0', '1'] and df.train_size[2] > df.train_size[1] == 36 and df.train_size[0] == 0
+    assert (df.network_calls > 0).all() and df.cost.notna().all()
+    table = metrics_markdown(df).splitlines()
+    assert len(table) == 2 + 3 and 'untrained base' in table[2] and table[3].startswith('| 0 | 36 | 0 |')
     nb = json.loads((out/'cycle_00'/'cycle.ipynb').read_text())
     assert any('parameters' in c['metadata'].get('tags', []) for c in nb['cells'])
     assert any('injected-parameters' in c['metadata'].get('tags', []) for c in nb['cells'])

@@ -52,7 +52,7 @@ def test_smollm2_few_steps_every_lora_weight_moves_and_loss_falls(smol, tmp_path
 
 import trl
 TEMPLATES = sorted(p for p in (Path(trl.__file__).parent/'chat_templates').glob('*.jinja') if not p.stem.endswith('_training'))
-_TOKEN = re.compile(r"<[|｜][^<>\s'\"]{1,40}?[|｜]>|<(?:start_of_turn|end_of_turn|turn|bos|eos|s|/s)>|\[/?INST\]")
+_TOKEN = re.compile(r"<[|｜][^<>\s'\"]{1,40}?[|｜]>|<\|\w{1,30}>|<\w{1,30}\|>|<(?:start_of_turn|end_of_turn|end_of_utterance|turn|bos|eos|s|/s)>|\[/?INST\]")
 
 def _tokenizer_for(template:str, base:str):
     "The SmolLM2 tokenizer with `template` and every special token the template writes literally."
@@ -103,3 +103,64 @@ def test_deploy_a_fine_tuned_smollm2(smol, tmp_path):
     assert tok.convert_tokens_to_ids('<|im_end|>') in ([gen['eos_token_id']] if isinstance(gen['eos_token_id'], int) else gen['eos_token_id'])
     assert s['ok'] == s['n'] == 4 and s['match_rate'] == 1.0, s['mismatches']
     assert s['server_stopped'] and s['port_freed']
+
+# --- a model fine-tuned under each template stops at the end of its turn; merging changes no greedy answer ----------
+
+def _tiny_model_for(tok, path:Path)->Path:
+    "A randomly initialised 2-layer Llama over `tok`'s vocabulary, saved with `tok` (and its template) into `path`."
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=4, max_position_embeddings=4096, tie_word_embeddings=True,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    LlamaForCausalLM(cfg).save_pretrained(path); tok.save_pretrained(path)
+    return path
+
+ANSWER = 'Two plus two is four.'
+REC = {'prompt_id': 'p', 'messages': [{'role': 'system', 'content': 'Answer briefly.'}, {'role': 'user', 'content': 'What is two plus two?'},
+                                      {'role': 'assistant', 'content': ANSWER}]}
+
+def _answer(model_dir, base=None, merge=True):
+    from llamaduo.infer import load_model
+    model, tok = load_model(model_dir, base=base, merge=merge)
+    cfg = load_recipe('demo', ['infer.k=1', 'infer.temperature=0', 'infer.max_new_tokens=24'])
+    return hf_generate(model, tok, chat_prompts(tok, [REC]), cfg, progress=False)[0][0], tok
+
+def _fine_tuned_stops(tok, tmp_path:Path)->Path:
+    "Fine-tune a tiny model under `tok`'s template; its greedy answer is the answer, ended by the model at the end of turn."
+    base = _tiny_model_for(tok, tmp_path/'base')
+    full = load_recipe('demo', ['model.method=full', 'train.max_steps=60', 'train.learning_rate=3e-3', 'train.lr_scheduler=constant', *COMMON])
+    train([REC]*8, tmp_path/'full', base, full, resume=False)
+    out, tok2 = _answer(tmp_path/'full'/'model')
+    n_answer = len(tok2(ANSWER, add_special_tokens=False)['input_ids'])
+    # the answer, then the end-of-turn token: the model stopped there itself (not at max_new_tokens)
+    assert out['response'] == ANSWER and out['finish_reason'] == 'stop' and out['tokens_out'] <= n_answer + 2, out
+    return tmp_path/'full'/'model'
+
+COMMON = ['train.batch_size=4', 'train.save_steps=1000', 'train.logging_steps=10', 'train.warmup_ratio=0', 'train.max_length=2048']
+
+def _merge_keeps_greedy_answers(model:Path, tmp_path:Path):
+    "A LoRA on `model`, merged and reloaded, gives the same greedy answer as the adapter on its base."
+    from llamaduo.deploy import merge_model
+    lora = load_recipe('demo', ['model.method=lora', 'train.max_steps=3', 'train.learning_rate=5e-2', 'train.lora_r=4', *COMMON])
+    train([REC]*8, tmp_path/'lora', model, lora, resume=False)
+    unmerged, _ = _answer(tmp_path/'lora'/'model', base=model, merge=False)
+    merged, _ = _answer(merge_model(tmp_path/'lora'/'model', tmp_path/'merged', base=str(model)))
+    assert merged['response'] == unmerged['response'] and merged['tokens_out'] == unmerged['tokens_out'], (merged, unmerged)
+
+def test_smollm2_template_fine_tuned_stops_and_merge_keeps_greedy_answers(smol, tmp_path):
+    from transformers import AutoTokenizer
+    _merge_keeps_greedy_answers(_fine_tuned_stops(AutoTokenizer.from_pretrained(smol), tmp_path), tmp_path)
+
+# Merging is arithmetic on weights, not on the template: it is checked on a few templates of different families; the
+# end-of-turn stop on every one.
+MERGE_TOO = {'llama3', 'gemma', 'qwen3', 'cohere'}
+
+@pytest.mark.parametrize('path', TEMPLATES, ids=[p.stem for p in TEMPLATES])
+def test_every_trl_template_fine_tuned_stops_at_its_end_of_turn(path, smol, tmp_path):
+    tok = _tokenizer_for(path.read_text(), smol)
+    try: tok.apply_chat_template(chat_messages(tok, REC['messages']), tokenize=False)
+    except Exception as e: pytest.skip(f'{path.stem}: not a text chat template here ({type(e).__name__})')
+    if not end_of_turn_ids(tok): pytest.skip(f'{path.stem}: no special token ends an assistant turn in this template')
+    model = _fine_tuned_stops(tok, tmp_path)
+    if path.stem in MERGE_TOO: _merge_keeps_greedy_answers(model, tmp_path)

@@ -193,8 +193,10 @@ def build(out='site', build_dir='_docs', execute_nbs=False, run=None, only=None,
         if p.stem == 'index':
             site_title, site_desc = fm.get('title') or site_title, fm.get('description') or site_desc
             stems = {q.stem for q in nbs}
-            for c in nb.cells:   # link the phases table to the pages
+            from readme import recorded_tables
+            for c in nb.cells:   # link the phases table to the pages; the recorded runs' tables, as in the README
                 if c.cell_type == 'markdown':
+                    c.source = recorded_tables(c.source, nbs_dir)
                     c.source = re.sub(r'`(\d\d_\w+)`', lambda m: f'[`{m.group(1)}`]({m.group(1)}.html)' if m.group(1) in stems else m.group(0), c.source)
             if plots:
                 main = 'score_vs_volume.png' if 'score_vs_volume.png' in plots else plots[0]

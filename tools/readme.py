@@ -7,8 +7,30 @@ import sys, re, nbformat
 from pathlib import Path
 from nbconvert import MarkdownExporter
 
+MARKER = re.compile(r'<!-- metrics-table: (\S+?)(?: zeta=(\d+))? -->')
+
+def tables(text:str, root:Path=Path('nbs'))->str:
+    "Replace each `<!-- metrics-table: images/x.csv -->` with that recorded metrics.csv as a table (`loop.metrics_markdown`)."
+    import pandas as pd
+    from llamaduo.loop import metrics_markdown
+    return MARKER.sub(lambda m: metrics_markdown(pd.read_csv(root/m.group(1)), int(m.group(2) or 70)), text)
+
+CSV = re.compile(r'<!-- csv-table: (\S+?) -->')
+
+def csv_table(path:Path)->str:
+    "A recorded CSV (tools/record_run.py) as a Markdown table."
+    import csv
+    rows = list(csv.reader(path.open(encoding='utf-8')))
+    return '\n'.join(['| ' + ' | '.join(rows[0]) + ' |', '|' + '---|'*len(rows[0])] + ['| ' + ' | '.join(r) + ' |' for r in rows[1:]])
+
+def recorded_tables(text:str, root:Path)->str:
+    "A markdown cell with its `metrics-table` and `csv-table` markers replaced by the tables (README and docs site)."
+    return CSV.sub(lambda m: csv_table(root/m.group(1)), tables(text, root))
+
 def render(nb_path='nbs/index.ipynb')->str:
     nb = nbformat.read(nb_path, as_version=4)
+    for c in nb.cells:
+        if c.cell_type == 'markdown': c.source = recorded_tables(c.source, Path(nb_path).parent)
     nb.cells = [c for c in nb.cells if not c.source.lstrip().startswith('#| hide')]
     for c in nb.cells:
         if c.cell_type == 'code': c.source = '\n'.join(l for l in c.source.splitlines() if not l.startswith('#|'))

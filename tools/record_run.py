@@ -1,0 +1,45 @@
+"""Record finished runs for the README: their figures are copied from the run folders by code, never typed in.
+
+    python tools/record_run.py smollm2 outputs/smollm2 outputs/smollm2-qlora
+    python tools/record_run.py --bench train bench_train.log
+
+writes nbs/images/<name>_metrics.csv and <name>_score_vs_volume.png (from the first run) and <name>_runs.csv (one row
+per run: method, cycles, the cycle that passed, final precision V, loop wall time, training tokens/s, peak memory).
+The README renders the CSVs with `<!-- metrics-table: ... -->` and `<!-- csv-table: ... -->` (tools/readme.py).
+"""
+import sys, json, shutil, statistics
+from pathlib import Path
+import pandas as pd
+
+def run_row(d:Path)->dict:
+    s = json.loads((d/'summary.json').read_text())
+    df = pd.read_csv(d/'metrics.csv'); cyc = df[df.cycle.astype(str) != 'base']
+    tms = [json.loads(p.read_text()) for p in sorted(d.glob('cycle_*/train_metrics.json'))]
+    passed = cyc[cyc.passed.astype(str) == 'True'].cycle
+    base = df[df.cycle.astype(str) == 'base']
+    return {'run': d.name, 'method': tms[0]['method'], 'cycles': len(cyc),
+            'passed at cycle': str(passed.iloc[0]) if len(passed) else 'no',
+            'base precision V': round(float(base.precision_V.iloc[0]), 1) if len(base) else None,
+            'final precision V': round(float(cyc.precision_V.iloc[-1]), 1),
+            'loop wall s': round(s['seconds']), 'train s': round(sum(t['wall_time_s'] for t in tms)),
+            'train tokens/s': round(statistics.median(t['tokens_per_s'] for t in tms)),
+            # cycle 0's process also ran the base model's inference first (judge.base_model): training peaks are cycles 1+
+            'peak training memory MB': round(max(t.get('peak_rss_mb') or 0 for t in (tms[1:] or tms)))}
+
+def bench_rows(fig:dict)->list[dict]:
+    "`llamaduo bench train`'s JSON line as rows: what was trained, tokens/s, ratio to the plain TRL baseline."
+    names = ['baseline'] + [k[:-len('_tokens_per_s')] for k in fig if k.endswith('_tokens_per_s') and k != 'baseline_tokens_per_s']
+    return [{'training': 'plain TRL SFTTrainer + LoRA (defaults)' if n == 'baseline' else n.replace('_', ' '),
+             'tokens/s': fig[f'{n}_tokens_per_s'], 'vs baseline': 1.0 if n == 'baseline' else fig.get(f'{n}_vs_baseline')} for n in names]
+
+if __name__ == '__main__':
+    img = Path(__file__).resolve().parents[1]/'nbs'/'images'
+    if sys.argv[1] == '--bench':   # python tools/record_run.py --bench train bench.log  (the log's last JSON line)
+        fig = json.loads([l for l in Path(sys.argv[3]).read_text().splitlines() if l.startswith('{')][-1])
+        pd.DataFrame(bench_rows(fig)).to_csv(img/f'bench_{sys.argv[2]}.csv', index=False)
+        print((img/f'bench_{sys.argv[2]}.csv').read_text()); sys.exit()
+    name, dirs = sys.argv[1], [Path(a) for a in sys.argv[2:]]
+    shutil.copy(dirs[0]/'metrics.csv', img/f'{name}_metrics.csv')
+    shutil.copy(dirs[0]/'plots'/'score_vs_volume.png', img/f'{name}_score_vs_volume.png')
+    pd.DataFrame([run_row(d) for d in dirs]).to_csv(img/f'{name}_runs.csv', index=False)
+    print((img/f'{name}_runs.csv').read_text())

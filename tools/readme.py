@@ -20,8 +20,9 @@ CSV = re.compile(r'<!-- csv-table: (\S+?) -->')
 def csv_table(path:Path)->str:
     "A recorded CSV (tools/record_run.py) as a Markdown table."
     import csv
+    from llamaduo.config import md_table
     rows = list(csv.reader(path.open(encoding='utf-8')))
-    return '\n'.join(['| ' + ' | '.join(rows[0]) + ' |', '|' + '---|'*len(rows[0])] + ['| ' + ' | '.join(r) + ' |' for r in rows[1:]])
+    return md_table(rows[1:], rows[0])
 
 def recorded_tables(text:str, root:Path)->str:
     "A markdown cell with its `metrics-table` and `csv-table` markers replaced by the tables (README and docs site)."

@@ -2,9 +2,12 @@
 
     python tools/record_run.py smollm2 outputs/smollm2 outputs/smollm2-qlora
     python tools/record_run.py --bench train bench_train.log
+    python tools/record_run.py --bench demo outputs/bench_demo_t2 outputs/bench_demo_t1
 
 writes nbs/images/<name>_metrics.csv and <name>_score_vs_volume.png (from the first run) and <name>_runs.csv (one row
 per run: method, cycles, the cycle that passed, final precision V, loop wall time, training tokens/s, peak memory).
+`--bench demo` writes nbs/images/bench_demo.csv (one row per `llamaduo bench demo` folder: its JSON line's figures) and
+demo_band.png (median and lowest-highest band of every run of those folders).
 The README renders the CSVs with `<!-- metrics-table: ... -->` and `<!-- csv-table: ... -->` (tools/readme.py).
 """
 import sys, json, shutil, statistics
@@ -34,6 +37,28 @@ def bench_rows(fig:dict)->list[dict]:
 
 if __name__ == '__main__':
     img = Path(__file__).resolve().parents[1]/'nbs'/'images'
+    if sys.argv[1:3] == ['--bench', 'demo']:   # python tools/record_run.py --bench demo DIR...  (`llamaduo bench demo --out DIR`)
+        from llamaduo.bench import plot_demo_band
+        from llamaduo.config import load_recipe
+        dirs = [Path(a) for a in sys.argv[3:]]
+        figs = [json.loads((d/'bench_demo.json').read_text()) for d in dirs]
+        def same_seed_change(d0, d):   # the same seed and cycle under other kernels: the largest |V difference|
+            if d == d0: return None
+            m = pd.read_csv(d0/'bench_demo.csv').merge(pd.read_csv(d/'bench_demo.csv'), on=['seed', 'cycle'])
+            return round(float((m.precision_V_x - m.precision_V_y).abs().max()), 1)
+        def by_cycle(d):   # highest minus lowest V of the seeds at each cycle
+            g = pd.read_csv(d/'bench_demo.csv').groupby('cycle').precision_V
+            return ', '.join(f'{c}: {hi - lo:.1f}' for c, hi, lo in zip(g.max().index, g.max(), g.min()))
+        pd.DataFrame([{'CPU threads': f['threads'], 'CPU kernels': f.get('isa', 'native'), 'seeds': f['seeds'], 'V rose every cycle': f"{f['monotone_share']:.0%}",
+                       'passed ε': f"{f['pass_share']:.0%}", 'passed at cycle (seeds)': ', '.join(f'{k}: {n}' for k, n in f['pass_cycles'].items()),
+                       'V spread by cycle': by_cycle(d), 'final V median': f['final_v_median'], 'final V spread': f['final_v_spread'],
+                       'loop wall s (median)': f['median_wall_s'], 'loop wall s (max)': f['max_wall_s'],
+                       'same seed, largest V change vs first row': same_seed_change(dirs[0], d)} for d, f in zip(dirs, figs)]
+                     ).to_csv(img/'bench_demo.csv', index=False)
+        rows = pd.concat([pd.read_csv(d/'bench_demo.csv').assign(seed=lambda x, t=f"{f['threads']}t-{f.get('isa', 'native')}": x.seed.astype(str) + f'@{t}')
+                          for d, f in zip(dirs, figs)])
+        plot_demo_band(rows, img/'demo_band.png', load_recipe('demo').judge.epsilon)
+        print((img/'bench_demo.csv').read_text()); sys.exit()
     if sys.argv[1] == '--bench':   # python tools/record_run.py --bench train bench.log  (the log's last JSON line)
         fig = json.loads([l for l in Path(sys.argv[3]).read_text().splitlines() if l.startswith('{')][-1])
         pd.DataFrame(bench_rows(fig)).to_csv(img/f'bench_{sys.argv[2]}.csv', index=False)

@@ -42,12 +42,13 @@ if __name__ == '__main__':
         from llamaduo.config import load_recipe
         dirs = [Path(a) for a in sys.argv[3:]]
         figs = [json.loads((d/'bench_demo.json').read_text()) for d in dirs]
+        runs = {d: pd.read_csv(d/'bench_demo.csv') for d in dirs}   # one row per seed and cycle
         def same_seed_change(d0, d):   # the same seed and cycle under other kernels: the largest |V difference|
             if d == d0: return None
-            m = pd.read_csv(d0/'bench_demo.csv').merge(pd.read_csv(d/'bench_demo.csv'), on=['seed', 'cycle'])
+            m = runs[d0].merge(runs[d], on=['seed', 'cycle'])
             return round(float((m.precision_V_x - m.precision_V_y).abs().max()), 1)
         def by_cycle(d):   # highest minus lowest V of the seeds at each cycle
-            g = pd.read_csv(d/'bench_demo.csv').groupby('cycle').precision_V
+            g = runs[d].groupby('cycle').precision_V
             return ', '.join(f'{c}: {hi - lo:.1f}' for c, hi, lo in zip(g.max().index, g.max(), g.min()))
         pd.DataFrame([{'CPU threads': f['threads'], 'CPU kernels': f.get('isa', 'native'), 'seeds': f['seeds'], 'V rose every cycle': f"{f['monotone_share']:.0%}",
                        'passed ε': f"{f['pass_share']:.0%}", 'passed at cycle (seeds)': ', '.join(f'{k}: {n}' for k, n in f['pass_cycles'].items()),
@@ -55,7 +56,7 @@ if __name__ == '__main__':
                        'loop wall s (median)': f['median_wall_s'], 'loop wall s (max)': f['max_wall_s'],
                        'same seed, largest V change vs first row': same_seed_change(dirs[0], d)} for d, f in zip(dirs, figs)]
                      ).to_csv(img/'bench_demo.csv', index=False)
-        rows = pd.concat([pd.read_csv(d/'bench_demo.csv').assign(seed=lambda x, t=f"{f['threads']}t-{f.get('isa', 'native')}": x.seed.astype(str) + f'@{t}')
+        rows = pd.concat([runs[d].assign(seed=lambda x, t=f"{f['threads']}t-{f.get('isa', 'native')}": x.seed.astype(str) + f'@{t}')
                           for d, f in zip(dirs, figs)])
         plot_demo_band(rows, img/'demo_band.png', load_recipe('demo').judge.epsilon)
         print((img/'bench_demo.csv').read_text()); sys.exit()

@@ -59,8 +59,10 @@ class Section(BaseModel):
 class DataCfg(Section):
     source: str = Field('demo', description="'demo', a local file (jsonl/json/csv/parquet), a `datasets` folder, or a hub dataset id")
     format: Literal['auto','jsonl','json','csv','parquet','disk','hub','demo'] = Field('auto', description='how to read `source`')
-    columns: dict[str,str]|str = Field('auto', description="column mapping: 'auto', a preset ('dolly', 'alpaca', 'messages') or {our_name: their_name}")
+    columns: dict[str,str]|str = Field('auto', description="column mapping: 'auto', a preset ('dolly', 'alpaca', 'messages', 'prompt_response') or {our_field: their_column}; a column may be a path into nested rows ('meta.category', 'turns[0]'), and `[*]` paths ('instances[*].output', all over the same list) give one record per element")
     categories: list[str]|None = Field(None, description='keep only these categories (each must have rows)')
+    default_category: str|None = Field(None, min_length=1, description="category of rows without one (missing, null or empty); None: such rows are an error naming them when other rows have a category (data without any category is all 'default'); counted in manifest.json")
+    duplicates: Literal['drop','error'] = Field('drop', description="rows repeating an earlier prompt_id: 'drop' keeps the first (the count goes into manifest.json), 'error' stops naming both rows")
     test_frac: float = Field(0.2, gt=0, lt=1, description='share of each category held out for testing')
     use_source_split: bool = Field(True, description="use the dataset's own train/test split when it has one")
     hub_split: str|None = Field(None, description='split to load from a hub dataset (None: all)')
@@ -139,6 +141,9 @@ class SynthCfg(Section):
     lsh_threshold: float = Field(0.5, gt=0, lt=1, description='MinHash LSH Jaccard threshold for candidates')
     rouge_threshold: float = Field(0.7, gt=0, le=1, description='ROUGE-L F1 at or above which a candidate is a duplicate')
     decontam_threshold: float = Field(0.5, gt=0, le=1, description='stricter ROUGE-L F1 threshold against the test split')
+    short_words: int = Field(20, ge=0, description='texts under this many words are also sketched over single words (a two-word edit breaks most 3-grams of a short text); 0: never')
+    decontam_ngram: int = Field(13, ge=4, description='a shared normalized word n-gram of this length with a test item is contamination (a shorter test text must appear whole)')
+    decontam_scale: int = Field(0, ge=0, description='against the test split, texts under this many words need a proportionally higher ROUGE-L: 40 keeps items that only share a short template with a test item, but lets more paraphrases of short test items through; 0: never')
 
 class LoopCfg(Section):
     max_cycles: int = Field(5, ge=1)

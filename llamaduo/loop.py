@@ -33,13 +33,16 @@ def synth_volume(cfg:Recipe, cycle:int)->int:
 
 # %% ../nbs/08_loop.ipynb #bdf46b45
 def coverage_phase(run:Run, folder:Run)->None:
-    "Phase ①: the coverage data, filtered and split into `train_split` and `test_split`."
-    cfg, dc = run.cfg, run.cfg.data
-    if dc.source == 'demo' or dc.format == 'demo': splits = select_categories({None: demo_coverage(dc.demo_size, seed=cfg.seed)}, dc.categories, 'demo')
-    else: splits = load_coverage(dc.source, dc.format, dc.columns, dc.categories)
+    "Phase ①: the coverage data, filtered and split into `train_split` and `test_split`; the loader's counts into `data/coverage_stats.json`."
+    cfg, dc, stats = run.cfg, run.cfg.data, {}
+    if dc.source == 'demo' or dc.format == 'demo':
+        recs = demo_coverage(dc.demo_size, seed=cfg.seed)
+        splits = select_categories({None: recs}, dc.categories, 'demo')
+        stats = dict(rows=len(recs), records=len(recs), duplicates_dropped=0, default_category=None, default_category_rows=0)
+    else: splits = load_coverage(dc.source, dc.format, dc.columns, dc.categories, dc.default_category, dc.duplicates, stats)
     if dc.use_source_split and 'train' in splits and 'test' in splits: train, test = splits['train'], splits['test']
     else: train, test = split_coverage([r for v in splits.values() for r in v], dc.test_frac, cfg.seed)
-    write_jsonl(run.train_split, train); write_jsonl(run.test_split, test)
+    write_json(run.data/'coverage_stats.json', stats); write_jsonl(run.train_split, train); write_jsonl(run.test_split, test)
 
 def training_set(run:Run, cycle:int)->list[dict]:
     "Coverage train split + every synthetic record kept in the cycles before `cycle`."
@@ -81,7 +84,8 @@ def init_run(recipe:str|Path|dict='demo',  # recipe name or path
     run.path.mkdir(parents=True, exist_ok=True)
     run.write_config(cfg)
     run_phase(run, run, COVERAGE)
-    if not run.manifest.exists(): run.write_manifest(base_model=run.base_model)
+    if not run.manifest.exists():   # with the coverage counts: rows read, duplicates dropped, rows put in a default category
+        run.write_manifest(base_model=run.base_model, coverage=json.loads(s.read_text()) if (s := run.data/'coverage_stats.json').exists() else None)
     load_tokenizer(run.base_model, cfg.model.chat_template)   # a chat template that cannot be used fails here, before any cost
     return run
 

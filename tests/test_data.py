@@ -97,3 +97,159 @@ def test_coverage_phase_writes_and_resumes(tmp_path):
 
 def test_demo_source_is_not_a_file():
     with pytest.raises(DataError, match='demo_coverage'): load_coverage('demo')
+
+# --- loaders (issue #15): places, byte-order marks, types, categories, duplicates, paths, one-line errors ---
+
+def _jsonl(tmp_path, name, rows): return _bad(tmp_path, name, ''.join(json.dumps(r) + '\n' for r in rows).encode())
+
+def _err(f, *a, **kw):
+    with pytest.raises(DataError) as e: f(*a, **kw)
+    return e.value
+
+def test_csv_rows_are_spreadsheet_rows_and_name_the_line_they_start_on(tmp_path):
+    from llamaduo.data import iter_rows
+    p = _bad(tmp_path, 'd.csv', b'instruction,response\na,b\n"two\nlines",c\n"three\nline\ncell",d\ne,\n')
+    assert [(pos.row, pos.line) for pos, _ in iter_rows(p)] == [(2, 2), (3, 3), (4, 5), (5, 8)]
+    e = _err(load_coverage, p)
+    assert str(e) == f"{p}, row 5 (line 8): empty text in 'response'" and (e.row, e.line) == (5, 8)
+    q = _bad(tmp_path, 'q.csv', b'instruction,response\na,b\nc,\n')          # no newline in a cell: the line is not repeated
+    assert str(_err(load_coverage, q)) == f"{q}, row 3: empty text in 'response'"
+    o = _bad(tmp_path, 'o.csv', b'instruction,response\na,b\n"c,d\ne,f\n')  # a quote left open: named at its row
+    assert str(_err(load_coverage, o)) == f"{o}, row 3: not valid CSV (unexpected end of data; a quote left open?)"
+
+@pytest.mark.parametrize('name', ['d.csv', 'd.json', 'd.jsonl'])
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path, name):
+    rows = [{'instruction': 'Say hi.', 'response': 'hi', 'category': 'chat'}, {'instruction': 'Say yo.', 'response': 'yo', 'category': 'chat'}]
+    text = {'d.csv': 'instruction,response,category\nSay hi.,hi,chat\nSay yo.,yo,chat\n', 'd.json': json.dumps(rows),
+            'd.jsonl': ''.join(json.dumps(r) + '\n' for r in rows)}[name]
+    (tmp_path/'plain').mkdir(); (tmp_path/'bom').mkdir()
+    plain, bom = _bad(tmp_path/'plain', name, text.encode()), _bad(tmp_path/'bom', name, b'\xef\xbb\xbf' + text.encode())
+    recs = load_coverage(bom)[None]
+    assert recs == load_coverage(plain)[None] and [r['messages'][0]['content'] for r in recs] == ['Say hi.', 'Say yo.']
+
+@pytest.mark.parametrize('value,kind', [(42, 'a number'), (4.5, 'a number'), (['x'], 'a list'), ({'a': 1}, 'an object'), (True, 'a boolean')])
+def test_a_non_string_where_text_belongs_is_named(tmp_path, value, kind):
+    p = _jsonl(tmp_path, 't.jsonl', [{'instruction': 'a', 'response': value}])
+    assert str(_err(load_coverage, p)) == f"{p}, row 1: expected text in 'response', got {kind}"
+    m = _jsonl(tmp_path, 'm.jsonl', [{'messages': [{'role': 'user', 'content': 'hi'}, {'role': 'assistant', 'content': value}]}])
+    assert str(_err(load_coverage, m)) == f"{m}, row 1: expected text in message 1 (assistant), got {kind}"
+
+def test_json_errors_name_the_element_its_line_and_syntax_errors_line_and_column(tmp_path):
+    a = _bad(tmp_path, 'a.json', b'[\n  {"instruction": "a", "response": "b"},\n  {"instruction": "c",\n   "response": ""}\n]')
+    e = _err(load_coverage, a)
+    assert str(e) == f"{a}, element 2 (line 3): empty text in 'response'" and (e.row, e.line) == (2, 3)
+    o = _bad(tmp_path, 'o.json', b'{"name": "x", "rows": [{"instruction": "a", "response": "b"},\n\n{"instruction": "c", "response": 5}]}')
+    assert str(_err(load_coverage, o)) == f"{o}, element 2 (line 3): expected text in 'response', got a number"
+    text = '[{"instruction": "a", "response": "b"}, {"instruction": "c" "response": "d"}]'
+    s = _bad(tmp_path, 's.json', text.encode())                               # one line: the column says where
+    assert str(_err(load_coverage, s)) == f"""{s}: not valid JSON at line 1, column {text.index('"response": "d"') + 1} (Expecting ',' delimiter)"""
+    m = _bad(tmp_path, 'm.json', b'[\n{"instruction": "a", "response": "b"},\n{"instruction": "c", "response": "d"]')
+    assert str(_err(load_coverage, m)) == f"{m}: not valid JSON at line 3, column 37 (Expecting ',' delimiter)"
+    j = _bad(tmp_path, 'j.jsonl', b'{"instruction": "a", "response": "b"}\n{"instruction": "c" "response": "d"}\n')
+    assert str(_err(load_coverage, j)) == f"{j}, row 2: not valid JSON at line 2, column 21 (Expecting ',' delimiter)"
+
+def test_control_character_message_has_no_doubled_word(tmp_path):
+    p = _bad(tmp_path, 'c.jsonl', b'{"instruction": "a\tb", "response": "c"}\n')
+    msg = str(_err(load_coverage, p))
+    assert msg == f"{p}, row 1: not valid JSON at line 1, column 19 (Invalid control character)" and 'at at' not in msg
+
+def test_rows_without_a_category_are_an_error_unless_a_default_is_set(tmp_path):
+    rows = [{'instruction': f'q{i}', 'response': f'a{i}', 'category': c} for i, c in enumerate(['x', None, '', 'y', '  ', 'x'])]
+    del rows[1]['category']                                                    # missing, null, empty and blank all count
+    p = _jsonl(tmp_path, 'c.jsonl', rows)
+    assert str(_err(load_coverage, p)) == f"{p}: 3 rows have no category (rows 2, 3, 5); set data.default_category to use one"
+    st = {}
+    recs = load_coverage(p, default_category='misc', stats=st)[None]
+    assert [r['category'] for r in recs] == ['x', 'misc', 'misc', 'y', 'misc', 'x']
+    assert st == dict(rows=6, records=6, duplicates_dropped=0, default_category='misc', default_category_rows=3)
+    j = _bad(tmp_path, 'c.json', json.dumps(rows[:2]).encode())
+    assert str(_err(load_coverage, j)) == f"{j}: 1 element has no category (element 2); set data.default_category to use one"
+    # data without any category: all rows in the default category ('default' unless set), counted
+    st = {}
+    assert {r['category'] for r in load_coverage(FIX/'alpaca.json', stats=st)[None]} == {'default'}
+    assert (st['default_category'], st['default_category_rows']) == ('default', 3)
+    assert {r['category'] for r in load_coverage(FIX/'alpaca.json', default_category='general')[None]} == {'general'}
+    # an explicit mapping naming a category column that no row has is a typo, not "no categories"
+    e = _err(load_coverage, FIX/'alpaca.json', columns={'prompt': 'instruction', 'response': 'output', 'category': 'kind'})
+    assert str(e) == f"{FIX/'alpaca.json'}: data.columns maps category to 'kind', which no row has (the first row has input, instruction, output)"
+
+def test_duplicate_prompts_are_dropped_with_a_count_or_an_error(tmp_path):
+    rows = [{'instruction': q, 'response': 'r', 'category': 'k'} for q in ['a', 'b', 'a', 'c', 'b', 'a']]
+    p, st = _jsonl(tmp_path, 'd.jsonl', rows), {}
+    recs = load_coverage(p, stats=st)[None]
+    assert [r['messages'][0]['content'] for r in recs] == ['a', 'b', 'c'] and st['duplicates_dropped'] == 3 and st['records'] == 3
+    e = _err(load_coverage, p, duplicates='error')
+    assert str(e) == f"{p}, row 3: duplicate prompt_id {recs[0]['prompt_id']} (same as row 1)"
+    assert load_recipe('demo').data.duplicates == 'drop' and load_recipe('demo', {'data.duplicates': 'error'}).data.duplicates == 'error'
+    from llamaduo.config import RecipeError
+    with pytest.raises(RecipeError, match="data.duplicates"): load_recipe('demo', {'data.duplicates': 'keep'})
+
+SI = {'prompt': 'instruction', 'context': 'instances[*].input', 'response': 'instances[*].output', 'category': 'meta.category'}
+
+def _si_rows():
+    return [{'instruction': 'Add the numbers.', 'meta': {'category': 'math'}, 'instances': [{'input': '2 3', 'output': '5'}, {'input': '1 1', 'output': '2'}]},
+            {'instruction': 'Name the colour.', 'meta': {'category': 'vision'}, 'instances': [{'input': 'sky', 'output': 'blue'}]}]
+
+def test_dotted_paths_and_list_explosion(tmp_path):
+    p = _jsonl(tmp_path, 'si.jsonl', _si_rows())
+    recs = load_coverage(p, columns=SI)[None]
+    assert [(r['category'], r['messages'][0]['content'], r['messages'][1]['content']) for r in recs] == [
+        ('math', 'Add the numbers.\n\n2 3', '5'), ('math', 'Add the numbers.\n\n1 1', '2'), ('vision', 'Name the colour.\n\nsky', 'blue')]
+    assert len({r['prompt_id'] for r in recs}) == 3
+    bad = _si_rows(); del bad[0]['instances'][1]['output']
+    q = _jsonl(tmp_path, 'bad.jsonl', bad)
+    assert str(_err(load_coverage, q, columns=SI)) == f"{q}, row 1, instance 2: missing field 'instances[*].output' (for response)"
+    bad = _si_rows(); bad[1]['instances'] = 'sky'
+    q = _jsonl(tmp_path, 'bad2.jsonl', bad)
+    assert str(_err(load_coverage, q, columns=SI)) == f"{q}, row 2: 'instances' must be a non-empty list (for the [*] paths of data.columns), got text"
+    e = _err(load_coverage, p, columns={**SI, 'response': 'outputs[*]'})
+    assert str(e) == f"{p}, row 1: data.columns: every [*] path must explode the same list, got instances and outputs"
+    bad = _si_rows(); bad[1]['meta'] = 'vision'
+    q = _jsonl(tmp_path, 'bad3.jsonl', bad)
+    assert str(_err(load_coverage, q, columns=SI)) == f"{q}, row 2, instance 1: 'meta' is text, not an object (in 'meta.category')"
+
+def test_recipe_loads_nested_data_and_the_manifest_counts_what_the_loader_did(tmp_path):
+    rows = _si_rows() + [{'instruction': 'Add the numbers.', 'instances': [{'input': '2 3', 'output': '5'}, {'input': '4 4', 'output': '8'}]}]
+    p = _jsonl(tmp_path, 'si.jsonl', rows)     # row 3: no category, so 'misc' (its first instance is no duplicate of row 1's: the id hashes the category)
+    over = {'data.source': str(p), 'data.columns': SI, 'data.default_category': 'misc', 'data.test_frac': 0.5}
+    run = init_run('demo', tmp_path/'run', over)
+    assert sorted(r['category'] for r in run.train + run.test) == ['math', 'math', 'misc', 'misc', 'vision']
+    cov = dict(rows=3, records=5, duplicates_dropped=0, default_category='misc', default_category_rows=2)
+    assert json.loads(run.manifest.read_text())['coverage'] == cov
+    assert json.loads((run.data/'coverage_stats.json').read_text()) == cov
+    again = init_run('demo', tmp_path/'run', over)                           # re-opening the run changes nothing
+    assert (again.train, again.test) == (run.train, run.test) and json.loads(again.manifest.read_text())['coverage'] == cov
+    # a duplicate instance is dropped and counted
+    rows[2]['meta'] = {'category': 'math'}
+    p.write_text(''.join(json.dumps(r) + '\n' for r in rows))
+    run = init_run('demo', tmp_path/'run2', {**over, 'data.test_frac': 0.5})
+    assert json.loads(run.manifest.read_text())['coverage'] == dict(rows=3, records=4, duplicates_dropped=1, default_category=None, default_category_rows=0)
+
+@pytest.mark.parametrize('name,content,message', [
+    ('str.json', b'"hello"', ': expected a list of rows, or an object holding one list of rows; got text'),
+    ('num.json', b'42', ': expected a list of rows, or an object holding one list of rows; got a number'),
+    ('two.json', b'{"a": [], "b": []}', ': expected a list of rows, or an object holding one list of rows; got an object holding 2 lists'),
+    ('listrow.jsonl', b'[1, 2]\n', ', row 1: expected an object with fields, got a list'),
+    ('numrow.json', b'[{"instruction": "a", "response": "b"}, 7]', ', element 2 (line 1): expected an object with fields, got a number'),
+    ('extra.csv', b'instruction,response\na,b,c\n', ', row 2: 3 cells, but the header names 2 columns'),
+    ('catlist.jsonl', b'{"instruction": "a", "response": "b", "category": ["x"]}\n', ", row 1: expected text in 'category', got a list"),
+    ('bad.parquet', b'not parquet', ': not a readable Parquet file'),
+])
+def test_odd_input_is_a_data_error_naming_the_place(tmp_path, name, content, message):
+    p = _bad(tmp_path, name, content)                                          # not a KeyError/TypeError traceback
+    assert str(_err(load_coverage, p)).startswith(f'{p}{message}')
+
+def test_a_mapping_naming_a_missing_column_is_a_data_error():
+    e = _err(load_coverage, FIX/'dolly.jsonl', columns={'prompt': 'instruction', 'response': 'answer'})
+    assert str(e) == f"{FIX/'dolly.jsonl'}, row 1: missing field 'answer' (for response)"
+    e = _err(load_coverage, FIX/'dolly.jsonl', columns={'prompt': 'instruction', 'response': 'response', 'context': 'ctx'})
+    assert str(e) == f"{FIX/'dolly.jsonl'}: data.columns maps context to 'ctx', which no row has (the first row has category, context, instruction, response)"
+
+def test_data_errors_are_one_line_with_status_2_from_the_cli(tmp_path, capsys):
+    from llamaduo.cli import main
+    p = _bad(tmp_path, 'n.json', b'42')
+    argv = ['run', 'demo', '--set', f'data.source={p}', '--out', str(tmp_path/'run')]
+    with pytest.raises(SystemExit) as e: main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err == f'llamaduo: {p}: expected a list of rows, or an object holding one list of rows; got a number\n'
+    with pytest.raises(DataError): main(['--debug', *argv])                  # --debug: the exception itself, with its traceback

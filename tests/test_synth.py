@@ -3,8 +3,8 @@ import json, os
 from types import SimpleNamespace
 import pytest
 from llamaduo.config import SynthCfg, read_jsonl
-from llamaduo.synth import (FILTER_RULES, clean, draw_seeds, near_duplicates, quality_issue, rouge_l, synth_record,
-                            synthesize)
+from llamaduo.synth import draw_seeds, synth_record, synthesize
+from llamaduo.curate import FILTER_RULES, clean, near_duplicates, quality_issue, rouge_l
 from llamaduo.data import example_parts
 
 def rec(pid, cat, ins, res):
@@ -30,8 +30,8 @@ def test_exact_and_near_duplicates_removed_one_copy_kept():
     raw = [syn(i, r) for i, r in variants] + [syn(example_parts(TRAIN[0])[0], 'The Nile river flows through Cairo.')]  # dup of train
     kept, rep = clean(raw, TRAIN, TEST, SynthCfg())
     assert [r['prompt_id'] for r in kept] == [raw[0]['prompt_id']]
-    dd = rep['stages'][1]
-    assert (dd['within_batch'], dd['vs_reference']) == (4, 1)
+    dd = rep['stages'][2]
+    assert dd['stage'] == 'dedup' and (dd['within_batch'], dd['vs_reference']) == (4, 1)
     assert all(m['matched'] == raw[0]['prompt_id'] for m in dd['matches'] if m['against'] == 'batch')
 
 def test_paraphrased_test_item_never_survives():
@@ -40,8 +40,8 @@ def test_paraphrased_test_item_never_survives():
                    ('Above sea level, what is the tallest mountain on Earth?', 'The tallest mountain above sea level is Mount Everest.')]
     kept, rep = clean([syn(i, r) for i, r in paraphrases], TRAIN, TEST, SynthCfg())
     assert kept == []
-    m = rep['stages'][2]['matches']
-    assert len(m) == 3 and {x['test_prompt_id'] for x in m} == {'q0'} and all(x['instruction'] for x in m)
+    m = rep['stages'][0]['matches']
+    assert len(m) == 3 and {x['matched'] for x in m} == {'q0'} and all(x['stage'] == 'decontaminate' and x['rule'] for x in m)
 
 def test_distinct_samples_survive():
     pairs = [('Name the largest ocean on Earth.', 'The Pacific Ocean.'),
@@ -95,8 +95,9 @@ def test_synthesize_report_adds_up_and_files_atomic(tmp_path):
     st = rep['stages']
     for a, b in zip(st[1:], st[2:]): assert a['n_out'] == b['n_in']
     assert st[1]['n_in'] == g['pairs'] and st[-1]['n_out'] == rep['kept']
-    assert st[1]['removed'] == sum(st[1]['rules'].values())
-    assert st[2]['removed'] == len(st[2]['matches']) and st[3]['removed'] == len(st[3]['matches'])
+    assert [s['stage'] for s in st] == ['generate', 'decontaminate', 'filter', 'dedup']
+    assert st[2]['removed'] == sum(st[2]['rules'].values())
+    assert st[1]['removed'] == len(st[1]['matches']) and st[3]['removed'] == len(st[3]['matches'])
     assert sorted(os.listdir(tmp_path)) == ['synth_kept.jsonl', 'synth_raw.jsonl', 'synth_report.json']  # no temp files left
     kept, raw = read_jsonl(tmp_path/'synth_kept.jsonl'), read_jsonl(tmp_path/'synth_raw.jsonl')
     assert len(raw) == 4 and len(kept) == rep['kept'] == 3  # the BASE pair repeats across calls: one copy kept
@@ -120,11 +121,14 @@ def test_with_demo_service(tmp_path):
     rng = random.Random(0)
     train = [rec(f'd{i}', c, (t := make_task(c, rng))['prompt'], t['response']) for i, c in enumerate(CATEGORIES * 5)]
     client = ServiceClient(ServiceCfg(provider='demo'), progress=False)
-    rep = synthesize(client, train, [], train[:2], n=40, cycle=1, cfg=SynthCfg(), seed=0, out=tmp_path)
+    from llamaduo.config import load_recipe
+    rep = synthesize(client, train, [], train[:2], n=40, cycle=1, cfg=load_recipe('demo', ['synth.per_call=5']).synth, seed=0, out=tmp_path)  # the demo's thresholds: its tasks share templates
     assert rep['generation']['ok'] == 8 and rep['generation']['pairs'] == 40 and 0 < rep['kept'] < 40
     assert sum(rep['filters'].values()) > 0
 
 def test_bench_small():
+    "The dedup bench on real text, small: the recall goals hold in every length bucket, and distinct items survive."
     from llamaduo.bench import bench_dedup
-    out = bench_dedup(2000, subset=400, test=40)
-    assert out['recall'] >= 0.95 and out['precision'] >= 0.95
+    out = bench_dedup(2000, per_bucket=120, n_test=60, corpus=25000)
+    assert min(out['recall_lt20'], out['recall_20to39'], out['recall_ge40']) >= 0.95, out
+    assert out['false_positive_rate'] <= 0.01 and out['filter_reject_rate'] <= 0.005, out

@@ -84,6 +84,9 @@ def init_run(recipe:str|Path|dict='demo',  # recipe name or path
     run.path.mkdir(parents=True, exist_ok=True)
     run.write_config(cfg)
     run_phase(run, run, COVERAGE)
+    if not run.estimate.exists():   # before anything is paid: the report shows it beside what was
+        from llamaduo.estimate import write_estimate
+        write_estimate(run.path, cfg)
     if not run.manifest.exists():   # with the coverage counts: rows read, duplicates dropped, rows put in a default category
         run.write_manifest(base_model=run.base_model, coverage=json.loads(s.read_text()) if (s := run.data/'coverage_stats.json').exists() else None)
     load_tokenizer(run.base_model, cfg.model.chat_template)   # a chat template that cannot be used fails here, before any cost

@@ -27,6 +27,7 @@ RUN_FILES = dict(
     test_split='data/coverage_test.jsonl',    # D0_test
     base_dir='base_model',                    # demo only: the tiny Llama built for this run (with the run's seed)
     base_eval_dir='base_eval',                # judge.base_model: the untrained base model's responses, judged (a cycle layout)
+    estimate='estimate.json',                 # what the loop's service calls would cost, written before any is paid (`llamaduo estimate`)
     cache='cache',                            # calls.sqlite: the call cache and the ledger of paid calls
     metrics_csv='metrics.csv',                # one row per judged cycle
     summary='summary.json',                   # how the loop ended: stop reason, final scores, calls, cost

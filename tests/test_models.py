@@ -59,8 +59,8 @@ def _tokenizer_for(template:str, base:str):
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(base)
     tok.chat_template = template
-    specials = sorted(set(_TOKEN.findall(template)) - set(tok.get_vocab()))
-    if specials: tok.add_special_tokens({'additional_special_tokens': specials})
+    specials = sorted(set(_TOKEN.findall(template)) - set(tok.all_special_tokens))   # special in the model the template is for,
+    if specials: tok.add_special_tokens({'additional_special_tokens': specials})       # even where SmolLM2's vocab has the string
     return tok
 
 @pytest.mark.parametrize('path', TEMPLATES, ids=[p.stem for p in TEMPLATES])
@@ -78,9 +78,9 @@ def test_every_trl_template_trains_exactly_the_answer_and_its_end_of_turn(path, 
         assert 'input_ids' in row, f'{path.stem}: the template could not be split into prompt and answer'
         ids, mask = row['input_ids'], row['completion_mask']
     trained = tok.decode([i for i, m in zip(ids, mask) if m])
-    eot = [tok.convert_ids_to_tokens(i) for i in end_of_turn_ids(tok)]
-    assert trained.startswith('Two plus two is four.') and trained[len('Two plus two is four.'):].strip() in [*eot, ''], (path.stem, trained)
-    if eot: assert trained.endswith(eot[0]), (path.stem, trained)
+    # the template's end of turn; where it writes none (GLM-4: the next turn just begins), the tokenizer's EOS
+    eot = [tok.convert_ids_to_tokens(i) for i in end_of_turn_ids(tok)] or [tok.eos_token]
+    assert trained.startswith('Two plus two is four.') and trained[len('Two plus two is four.'):].strip() == eot[0], (path.stem, trained)
 
 @pytest.mark.slow
 def test_deploy_a_fine_tuned_smollm2(smol, tmp_path):
@@ -161,6 +161,5 @@ def test_every_trl_template_fine_tuned_stops_at_its_end_of_turn(path, smol, tmp_
     tok = _tokenizer_for(path.read_text(), smol)
     try: tok.apply_chat_template(chat_messages(tok, REC['messages']), tokenize=False)
     except Exception as e: pytest.skip(f'{path.stem}: not a text chat template here ({type(e).__name__})')
-    if not end_of_turn_ids(tok): pytest.skip(f'{path.stem}: no special token ends an assistant turn in this template')
     model = _fine_tuned_stops(tok, tmp_path)
     if path.stem in MERGE_TOO: _merge_keeps_greedy_answers(model, tmp_path)

@@ -374,4 +374,5 @@ def bench_demo(seeds:int=10,            # number of seeds (42, 43, ...)
     return fig
 
 # %% ../nbs/11_bench.ipynb #15ed4052
-BENCHES = dict(service=bench_service, dedup=bench_dedup, infer=bench_infer, train=bench_train, demo=bench_demo)
+from .capture import bench_capture
+BENCHES = dict(service=bench_service, dedup=bench_dedup, infer=bench_infer, train=bench_train, demo=bench_demo, capture=bench_capture)

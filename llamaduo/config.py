@@ -114,9 +114,13 @@ class ServiceCfg(Section):
     temperature: float = 1.0
     max_tokens: int = 1024
     budget_usd: float|None = Field(None, description='stop before a call would exceed this spend (run stays resumable)')
-    prices: dict[str, list[float]] = Field(default_factory=dict, description='model -> [USD per 1M input tokens, per 1M output tokens]')
+    prices: dict[str, list[float]] = Field(default_factory=dict, description='model -> [USD per 1M input tokens, per 1M output tokens], '
+                                           'optionally followed by the batch prices [..., batch input, batch output] (default: half)')
     cache_dir: str|None = Field(None, description='call cache folder (default: <run>/cache); share it across runs to re-use calls')
     judge_noise: float = Field(0.0, ge=0, le=50, description='demo only: bounded noise added to demo grades')
+    batch: bool|list[str] = Field(False, description="send the calls as provider batch jobs (half price, results within 24 h): "
+                                  "true for every phase, or a list of phases, e.g. [synth, judge]")
+    batch_poll_s: float = Field(30.0, gt=0, description='seconds between two polls of the open batch jobs')
 
 class JudgeCfg(Section):
     m: int = Field(10, ge=1, description='gradings per response (paper: 10)')

@@ -12,7 +12,7 @@ from .data import prompt_id
 __all__ = ['CATEGORIES', 'NAMES', 'OBJECTS', 'COLORS', 'CITIES', 'POSITIVE', 'NEGATIVE', 'SUBJECTS', 'VERBS', 'THINGS', 'ADJS',
            'PLACES', 'FUNCS', 'OPS', 'LEVELS', 'CHAT_TEMPLATE', 'SPECIAL_TOKENS', 'make_task', 'solve', 'token_f1',
            'verify', 'task_record', 'demo_coverage', 'build_tokenizer', 'demo_corpus', 'build_demo_base',
-           'score_answers', 'demo_judge', 'demo_synth', 'demo_reply']
+           'score_answers', 'demo_judge', 'demo_synth', 'demo_pairwise', 'demo_reply']
 
 # %% ../nbs/02_demo.ipynb #391b6531
 CATEGORIES = ['classification', 'closed_qa', 'summarization', 'coding']
@@ -293,6 +293,15 @@ def demo_synth(examples:list[tuple[str,str,str]], count:int, rng:random.Random)-
         pairs.append({'instruction': t['prompt'], 'response': t['response']})
     return {'pairs': pairs}
 
+def demo_pairwise(instruction:str, reference:str, a:str, b:str, rng, noise:float=0.0)->dict:
+    "The demo judge's pairwise verdict: the more correct response wins (verified for demo tasks, else word overlap with the reference)."
+    def score(r):
+        try: return verify(instruction, r)
+        except ValueError: return token_f1(r, reference)
+    sa, sb = (score(r) + (rng.uniform(-noise, noise)/100 if noise else 0) for r in (a, b))
+    w = 'A' if sa > sb + 0.05 else 'B' if sb > sa + 0.05 else 'tie'
+    return {'reason': f'Response A scores {sa:.2f} and response B {sb:.2f} for correctness.', 'winner': w}
+
 def demo_reply(messages:list[dict],  # the chat request, as sent to any provider
                seed:int=0,            # run seed
                sample:int=0,          # sample index (the m of M gradings)
@@ -302,6 +311,9 @@ def demo_reply(messages:list[dict],  # the chat request, as sent to any provider
     text = '\n'.join(m['content'] for m in messages if m['role'] in ('system', 'user'))
     rng = _rng_for(messages, seed, sample)
     ins, ref, resp = _block(text, 'instruction'), _block(text, 'reference'), _block(text, 'response')
+    ra, rb = _block(text, 'response_a'), _block(text, 'response_b')
+    if ins is not None and ra is not None and rb is not None:   # a pairwise comparison
+        return json.dumps(demo_pairwise(ins, ref or '', ra, rb, rng, noise))
     if ins is not None and ref is not None and resp is not None and '<example' not in text:
         return json.dumps(demo_judge(ins, ref, resp, rng, noise))
     exs = re.findall(r'<example category="([^"]*)">\s*<instruction>\n?(.*?)\n?</instruction>\s*<response>\n?(.*?)\n?</response>\s*</example>', text, re.S)

@@ -93,7 +93,8 @@ def init_run(recipe:str|Path|dict='demo',  # recipe name or path
     return run
 
 # %% ../nbs/08_loop.ipynb #31e8838c
-RESUMABLE = ('service.budget_usd', 'service.max_in_flight', 'service.timeout', 'service.rpm', 'service.tpm', 'service.max_retries')
+RESUMABLE = ('service.budget_usd', 'service.max_in_flight', 'service.timeout', 'service.rpm', 'service.tpm', 'service.max_retries',
+             'service.batch', 'service.batch_poll_s')   # batch mode sends the same requests under the same cache keys
 
 def _flat(d:dict, pre='')->dict:
     return {k2: v2 for k, v in d.items() for k2, v2 in (_flat(v, f'{pre}{k}.').items() if isinstance(v, dict) else [(f'{pre}{k}', v)])}

@@ -14,9 +14,9 @@ from .config import ServiceCfg, UserError, redact, secret_env
 from .providers import PROVIDERS, KEY_ENV, MalformedReply
 
 # %% auto #0
-__all__ = ['PRICES', 'extract_json', 'price_of', 'cost_of', 'Reply', 'request_hash', 'CallCache', 'ServiceError',
-           'BudgetExceeded', 'check_budget', 'retry_after', 'classify', 'RateWindow', 'ServiceClient',
-           'summarize_calls']
+__all__ = ['BATCH_DISCOUNT', 'PRICES', 'extract_json', 'check_prices', 'price_of', 'cost_of', 'Reply', 'request_hash',
+           'CallCache', 'ServiceError', 'BudgetExceeded', 'check_budget', 'retry_after', 'classify', 'RateWindow',
+           'ServiceClient', 'summarize_calls']
 
 # %% ../nbs/03_service.ipynb #89376b71
 def _loads(s:str):
@@ -38,20 +38,32 @@ def extract_json(text:str|None)->dict|list|None:
     return None
 
 # %% ../nbs/03_service.ipynb #1a8b7cec
-PRICES = {'gpt-4o': (2.5, 10.0), 'gpt-4o-mini': (0.15, 0.6), 'gpt-4.1': (2.0, 8.0), 'gpt-4.1-mini': (0.4, 1.6),
-          'claude-3-5-sonnet': (3.0, 15.0), 'claude-sonnet-4': (3.0, 15.0), 'claude-3-5-haiku': (0.8, 4.0),
-          'claude-opus-4': (15.0, 75.0), 'gemini-1.5-flash': (0.075, 0.3), 'gemini-1.5-pro': (1.25, 5.0),
-          'gemini-2.5-flash': (0.3, 2.5), 'gemini-2.5-pro': (1.25, 10.0), 'demo': (0.0, 0.0)}
+BATCH_DISCOUNT = 0.5   # batch price / online price when a price row has no batch columns
+PRICES = {'gpt-4o': (2.5, 10.0, 1.25, 5.0), 'gpt-4o-mini': (0.15, 0.6, 0.075, 0.3), 'gpt-4.1': (2.0, 8.0, 1.0, 4.0),
+          'gpt-4.1-mini': (0.4, 1.6, 0.2, 0.8), 'claude-3-5-sonnet': (3.0, 15.0, 1.5, 7.5), 'claude-sonnet-4': (3.0, 15.0, 1.5, 7.5),
+          'claude-3-5-haiku': (0.8, 4.0, 0.4, 2.0), 'claude-opus-4': (15.0, 75.0, 7.5, 37.5),
+          'gemini-1.5-flash': (0.075, 0.3, 0.0375, 0.15), 'gemini-1.5-pro': (1.25, 5.0, 0.625, 2.5),
+          'gemini-2.5-flash': (0.3, 2.5, 0.15, 1.25), 'gemini-2.5-pro': (1.25, 10.0, 0.625, 5.0), 'demo': (0.0, 0.0, 0.0, 0.0)}
 
-def price_of(model:str, prices:dict|None=None)->tuple[float,float]|None:
+def check_prices(prices:dict|None)->None:
+    "Raise `UserError` unless every row of `service.prices` is [in, out] or [in, out, batch_in, batch_out]."
+    for k, v in (prices or {}).items():
+        if len(v) not in (2, 4): raise UserError(f'service.prices[{k!r}]: {list(v)} — give [in, out] or [in, out, batch_in, batch_out] USD per 1M tokens')
+
+def price_of(model:str, prices:dict|None=None,  # `service.prices` overrides
+             batch:bool=False                   # the price through the provider's batch API
+            )->tuple[float,float]|None:
     "(USD per 1M input, per 1M output tokens) of `model`: exact name, else longest matching prefix; None if unknown."
     table = {**PRICES, **{k: tuple(v) for k, v in (prices or {}).items()}}
     keys = [k for k in table if model == k or model.startswith(k)]
-    return table[max(keys, key=len)] if keys else None
+    if not keys: return None
+    p = table[max(keys, key=len)]
+    if not batch: return tuple(p[:2])
+    return tuple(p[2:4]) if len(p) >= 4 else (p[0]*BATCH_DISCOUNT, p[1]*BATCH_DISCOUNT)
 
-def cost_of(model:str, tokens_in:int, tokens_out:int, prices:dict|None=None)->float:
-    "Dollars for one call."
-    p = price_of(model, prices) or (0.0, 0.0)
+def cost_of(model:str, tokens_in:int, tokens_out:int, prices:dict|None=None, batch:bool=False)->float:
+    "Dollars for one call (online, or through a batch job)."
+    p = price_of(model, prices, batch) or (0.0, 0.0)
     return (tokens_in*p[0] + tokens_out*p[1]) / 1e6
 
 # %% ../nbs/03_service.ipynb #35d63754
@@ -61,6 +73,7 @@ class Reply:
     text:str|None; status:str='ok'; error:str|None=None  # status: ok | api_error | budget_exceeded
     tokens_in:int=0; tokens_out:int=0; cost:float=0.0; cached:bool=False; latency:float=0.0; attempts:int=0
     provider:str=''; model:str=''; request_hash:str=''
+    batch_job:str|None=None   # the provider batch job that answered it (`llamaduo.batch`); None: an online call
 
 def request_hash(provider:str, model:str, body:dict, sample:int=0)->str:
     "Cache key of one call: provider, model, the whole request body, and the sample index."
@@ -186,6 +199,7 @@ class ServiceClient:
         secret_env(cfg.api_key_env)   # its value is redacted wherever it could appear, whatever the variable is called
         key = next((os.environ[e] for e in envs if os.environ.get(e)), None)
         if key is None and cfg.provider == 'openai' and cfg.base_url: key = 'EMPTY'
+        check_prices(cfg.prices)
         if key is None and cfg.provider != 'demo':
             raise ServiceError(f"{cfg.provider}: no API key; set the environment variable {' or '.join(envs)} (service.api_key_env names it)")
         self._api = PROVIDERS[cfg.provider](key, cfg, seed) if cfg.provider == 'demo' else PROVIDERS[cfg.provider](key, cfg)
@@ -226,7 +240,7 @@ def _spawn(self:ServiceClient, coro):
     return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
 @patch
-async def _call(self:ServiceClient, key:str, b:dict, phase:str='default')->Reply:
+async def _call(self:ServiceClient, key:str, b:dict, phase:str='default', tries:int|None=None)->Reply:
     base = dict(provider=self.provider, model=self.model, request_hash=key)
     worst, cap = cost_of(self.model, _est_tokens(b), b['max_tokens'], self.cfg.prices), self.cfg.budget_usd
     if cap is not None and price_of(self.model, self.cfg.prices) is None and not self._warned:
@@ -242,7 +256,7 @@ async def _call(self:ServiceClient, key:str, b:dict, phase:str='default')->Reply
             await self._budget.wait_for(lambda: not over() or self._n_reserved == 0)
             if over(): raise _Refused()
             self._reserved += worst; self._n_reserved += 1; held = True
-        async for att in tenacity.AsyncRetrying(stop=tenacity.stop_after_attempt(self.cfg.max_retries+1), wait=wait, reraise=True,
+        async for att in tenacity.AsyncRetrying(stop=tenacity.stop_after_attempt(self.cfg.max_retries+1 if tries is None else tries), wait=wait, reraise=True,
                                                 retry=tenacity.retry_if_exception_type(_Transient)):
             with att:
                 async with self._sem:
@@ -284,6 +298,12 @@ def check_access(self:ServiceClient, attempts:int=3)->None:
 
 # %% ../nbs/03_service.ipynb #a4de2f3e
 @patch
+def batch_mode(self:ServiceClient, phase:str)->bool:
+    "Does the recipe ask for provider batch jobs in `phase` (`service.batch`: true, or a list of phases)?"
+    b = self.cfg.batch
+    return b is True or (isinstance(b, list) and phase in b)
+
+@patch
 async def _abatch(self:ServiceClient, requests:list[dict], phase:str, desc:str|None)->list[Reply]:
     self._sem = self._sem or asyncio.Semaphore(self.cfg.max_in_flight)
     self._budget = getattr(self, '_budget', None) or asyncio.Condition()
@@ -294,15 +314,22 @@ async def _abatch(self:ServiceClient, requests:list[dict], phase:str, desc:str|N
         if (hit := self.cache.get(key)) is not None:
             out[i] = Reply(**hit, cached=True, attempts=0, provider=self.provider, model=self.model, request_hash=key)
         else: todo.setdefault(key, (b, []))[1].append(i)
+    jobs = None
+    if todo and self.batch_mode(phase):
+        from llamaduo.batch import batch_backend
+        jobs = await batch_backend(self)   # None: this provider or server has no batch API (warned once)
     bar = tqdm(total=len(requests), initial=len(requests)-sum(len(v[1]) for v in todo.values()), desc=desc or phase,
                disable=not self.progress, leave=False)
-    async def run(key, b, idx):
-        r = await self._call(key, b, phase)
-        out[idx[0]] = r
+    def fill(key, r):
+        idx = todo[key][1]; out[idx[0]] = r
         for i in idx[1:]: out[i] = replace(r, cached=r.status == 'ok', attempts=0)
         bar.update(len(idx))
-    tasks = [asyncio.ensure_future(run(k, b, idx)) for k, (b, idx) in todo.items()]
+    async def run(key, b): fill(key, await self._call(key, b, phase))
+    tasks = [] if jobs is not None else [asyncio.ensure_future(run(k, b)) for k, (b, _) in todo.items()]
     try:
+        if jobs is not None:
+            from llamaduo.batch import run_jobs
+            await run_jobs(self, jobs, {k: b for k, (b, _) in todo.items()}, phase, fill, bar)
         if tasks:
             done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for t in pending: t.cancel()

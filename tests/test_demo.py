@@ -62,3 +62,17 @@ def test_bench_demo_names_the_kernel_sets_it_knows(tmp_path):
     from llamaduo.config import UserError
     with pytest.raises(UserError, match="--isa 'sse' is not one of native, avx2"):
         bench_demo(seeds=1, isa='sse', out=str(tmp_path))
+
+def test_demo_judge_compares_pairs_by_correctness():
+    "The demo service answers the pairwise prompt: the verified answer beats a wrong one in both orders; equal answers tie."
+    from llamaduo.config import ServiceCfg
+    from llamaduo.service import ServiceClient
+    from llamaduo.judge import pairwise
+    from llamaduo.demo import demo_coverage
+    recs = demo_coverage(12, seed=5)
+    right = [dict(prompt_id=r['prompt_id'], k=0, response=r['messages'][-1]['content']) for r in recs]
+    wrong = [dict(prompt_id=r['prompt_id'], k=0, response='no idea') for r in recs]
+    c = ServiceClient(ServiceCfg(), progress=False)
+    assert pairwise(c, recs, right, wrong)['win'] == 12
+    assert pairwise(c, recs, wrong, right)['loss'] == 12
+    assert pairwise(c, recs, right, right)['tie'] == 12

@@ -3,6 +3,8 @@
     python tools/record_run.py smollm2 outputs/smollm2 outputs/smollm2-qlora
     python tools/record_run.py --bench train bench_train.log
     python tools/record_run.py --bench demo outputs/bench_demo_t2 outputs/bench_demo_t1
+    python tools/record_run.py --bench dedup bench_dedup.log          (also: capture; any bench's last JSON line)
+    python tools/record_run.py --estimate no_robots estimate.log      (`llamaduo estimate`'s JSON line)
 
 writes nbs/images/<name>_metrics.csv and <name>_score_vs_volume.png (from the first run) and <name>_runs.csv (one row
 per run: method, cycles, the cycle that passed, final precision V, loop wall time, training tokens/s, peak memory).
@@ -35,6 +37,35 @@ def bench_rows(fig:dict)->list[dict]:
     return [{'training': 'plain TRL SFTTrainer + LoRA (defaults)' if n == 'baseline' else n.replace('_', ' '),
              'tokens/s': fig[f'{n}_tokens_per_s'], 'vs baseline': 1.0 if n == 'baseline' else fig.get(f'{n}_vs_baseline')} for n in names]
 
+def dedup_rows(f:dict)->list[dict]:
+    "`llamaduo bench dedup`'s JSON line as rows: recall by length bucket and edit kind, decontamination, false positives, filters, scale."
+    k = lambda b: ', '.join(f"{x.split('/')[1]} {v}" for x, v in f['recall_by_kind'].items() if x.startswith(b + '/'))
+    return [{'figure': 'recall, items < 20 words', 'value': f['recall_lt20'], 'detail': k('lt20')},
+            {'figure': 'recall, 20-39 words', 'value': f['recall_20to39'], 'detail': k('20to39')},
+            {'figure': 'recall, 40+ words', 'value': f['recall_ge40'], 'detail': k('ge40')},
+            {'figure': 'decontamination: paraphrased test pairs removed', 'value': f['recall_paraphrase'],
+             'detail': ', '.join(f'{x} {v}' for x, v in f['decontam_recall_by_kind'].items()) + f"; template siblings removed {f['siblings_removed']}"},
+            {'figure': 'false positives (distinct items removed)', 'value': f['false_positive_rate'], 'detail': f['fp_dedup']},
+            {'figure': 'quality filters: genuine pairs rejected', 'value': f['filter_reject_rate'], 'detail': f"of {f['genuine_pairs']}"},
+            {'figure': f"{f['n']:,} samples cleaned, wall s ({f['cpus']} cores)", 'value': f['wall_s'],
+             'detail': ', '.join(f'{s} {v:,}' for s, v in f['removed_at_scale'].items()) + f" removed; {f['kept_at_scale']:,} kept"}]
+
+def capture_rows(f:dict)->list[dict]:
+    "`llamaduo bench capture`'s JSON line: latency direct and through the proxy at each level of concurrent clients."
+    return [{'concurrent clients': int(l), 'requests': f['requests'][l], 'p50 direct ms': f['p50_ms'][l]['direct'], 'p50 capture ms': f['p50_ms'][l]['capture'],
+             'p50 added ms': f['p50_overhead_ms'][l], 'p99 added ms': f['p99_overhead_ms'][l], 'lost': f['lost'] if l == max(f['requests'], key=int) else '',
+             'duplicated': f['duplicated'] if l == max(f['requests'], key=int) else ''} for l in f['requests']]
+
+def estimate_rows(f:dict)->list[dict]:
+    "`llamaduo estimate`'s JSON line: per phase, calls, tokens and dollars online and in batch, and the total."
+    usd = lambda v: None if v is None else round(v, 2)
+    rows = [{'phase': p, 'calls': v['calls'], 'tokens in': v['tokens_in'], 'tokens out': v['tokens_out'], 'online $': usd(v['online_usd']), 'batch $': usd(v['batch_usd'])}
+            for p, v in f['phases'].items()]
+    return rows + [{'phase': f"all ({f['max_cycles']} cycles, worst case)", 'calls': f['calls'], 'tokens in': f['tokens_in'], 'tokens out': f['tokens_out'],
+                    'online $': usd(f['online_usd']), 'batch $': usd(f['batch_usd'])}]
+
+ROWS = dict(dedup=dedup_rows, capture=capture_rows, estimate=estimate_rows)
+
 if __name__ == '__main__':
     img = Path(__file__).resolve().parents[1]/'nbs'/'images'
     if sys.argv[1:3] == ['--bench', 'demo']:   # python tools/record_run.py --bench demo DIR...  (`llamaduo bench demo --out DIR`)
@@ -60,10 +91,11 @@ if __name__ == '__main__':
                           for d, f in zip(dirs, figs)])
         plot_demo_band(rows, img/'demo_band.png', load_recipe('demo').judge.epsilon)
         print((img/'bench_demo.csv').read_text()); sys.exit()
-    if sys.argv[1] == '--bench':   # python tools/record_run.py --bench train bench.log  (the log's last JSON line)
+    if sys.argv[1] in ('--bench', '--estimate'):   # python tools/record_run.py --bench train bench.log  (the log's last JSON line)
         fig = json.loads([l for l in Path(sys.argv[3]).read_text().splitlines() if l.startswith('{')][-1])
-        pd.DataFrame(bench_rows(fig)).to_csv(img/f'bench_{sys.argv[2]}.csv', index=False)
-        print((img/f'bench_{sys.argv[2]}.csv').read_text()); sys.exit()
+        out = img/(f'bench_{sys.argv[2]}.csv' if sys.argv[1] == '--bench' else f'estimate_{sys.argv[2]}.csv')
+        pd.DataFrame(ROWS.get(sys.argv[2] if sys.argv[1] == '--bench' else 'estimate', bench_rows)(fig)).to_csv(out, index=False)
+        print(out.read_text()); sys.exit()
     name, dirs = sys.argv[1], [Path(a) for a in sys.argv[2:]]
     shutil.copy(dirs[0]/'metrics.csv', img/f'{name}_metrics.csv')
     shutil.copy(dirs[0]/'plots'/'score_vs_volume.png', img/f'{name}_score_vs_volume.png')

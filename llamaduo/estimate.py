@@ -9,8 +9,8 @@ from functools import lru_cache
 from pathlib import Path
 from types import SimpleNamespace
 from .config import Recipe, ServiceCfg, UserError, load_recipe, write_json, read_jsonl, md_table
-from .data import DataError, load_coverage, split_coverage, select_categories, example_parts, prompt_turns
-from .demo import demo_coverage, demo_reply
+from .data import DataError, example_parts, prompt_turns
+from .demo import demo_reply
 from .judge import judge_messages, judge_responses, baseline_phase
 from .synth import synthesize
 from .service import BATCH_DISCOUNT, check_prices, price_of, summarize_calls
@@ -55,13 +55,9 @@ OPTIONS = ('train_size', 'test_size', 'prompt_chars', 'response_chars')
 class EstimateError(UserError, ValueError): "An estimate that cannot be made: the message names the option or the data and why."
 
 def coverage_splits(cfg:Recipe)->tuple[list[dict],list[dict]]:
-    "The coverage (train, test) split that the loop's coverage phase makes from the recipe's `data` section."
-    dc = cfg.data
-    if dc.source == 'demo' or dc.format == 'demo':
-        splits = select_categories({None: demo_coverage(dc.demo_size, seed=cfg.seed)}, dc.categories, 'demo')
-    else: splits = load_coverage(dc.source, dc.format, dc.columns, dc.categories, dc.default_category, dc.duplicates)
-    if dc.use_source_split and 'train' in splits and 'test' in splits: return splits['train'], splits['test']
-    return split_coverage([r for v in splits.values() for r in v], dc.test_frac, cfg.seed)
+    "The coverage (train, test) split that the loop's coverage phase makes from the recipe's `data` section (`llamaduo.loop.coverage_splits`)."
+    from llamaduo.loop import coverage_splits as splits   # here: the loop imports this module when a run starts
+    return splits(cfg)
 
 def _is_hub(dc)->bool:
     p = Path(dc.source)

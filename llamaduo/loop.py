@@ -20,9 +20,10 @@ from .service import BudgetExceeded, ServiceClient
 
 # %% auto #0
 __all__ = ['COVERAGE', 'DATA', 'ALIGN', 'INFER', 'BASE_INFER', 'JUDGE', 'BASELINE', 'SYNTH', 'POINT', 'RESUMABLE', 'synth_volume',
-           'coverage_phase', 'training_set', 'data_phase', 'check_service', 'init_run', 'update_run', 'passed',
-           'run_point', 'run_cycle', 'cycle_done', 'cycle_summary', 'metrics_table', 'metrics_markdown', 'plot_run',
-           'runs_notebook', 'execute_notebook', 'budget_stop', 'run_dir_loop', 'run_loop', 'resume', 'sweep', 'report']
+           'coverage_splits', 'coverage_phase', 'training_set', 'data_phase', 'check_service', 'init_run', 'update_run',
+           'passed', 'run_point', 'run_cycle', 'cycle_done', 'cycle_summary', 'metrics_table', 'metrics_markdown',
+           'plot_run', 'runs_notebook', 'execute_notebook', 'budget_stop', 'run_dir_loop', 'run_loop', 'resume',
+           'sweep', 'report']
 
 # %% ../nbs/08_loop.ipynb #c9302365
 def synth_volume(cfg:Recipe, cycle:int)->int:
@@ -32,16 +33,20 @@ def synth_volume(cfg:Recipe, cycle:int)->int:
     return cfg.synth.base_volume * 2**cycle
 
 # %% ../nbs/08_loop.ipynb #bdf46b45
-def coverage_phase(run:Run, folder:Run)->None:
-    "Phase ①: the coverage data, filtered and split into `train_split` and `test_split`; the loader's counts into `data/coverage_stats.json`."
-    cfg, dc, stats = run.cfg, run.cfg.data, {}
+def coverage_splits(cfg:Recipe, stats:dict|None=None)->tuple[list[dict],list[dict]]:
+    "The coverage (train, test) split of the recipe's `data` section; the loader's counts go into `stats` when given."
+    dc, stats = cfg.data, {} if stats is None else stats
     if dc.source == 'demo' or dc.format == 'demo':
         recs = demo_coverage(dc.demo_size, seed=cfg.seed)
         splits = select_categories({None: recs}, dc.categories, 'demo')
-        stats = dict(rows=len(recs), records=len(recs), duplicates_dropped=0, default_category=None, default_category_rows=0)
+        stats.update(rows=len(recs), records=len(recs), duplicates_dropped=0, default_category=None, default_category_rows=0)
     else: splits = load_coverage(dc.source, dc.format, dc.columns, dc.categories, dc.default_category, dc.duplicates, stats)
-    if dc.use_source_split and 'train' in splits and 'test' in splits: train, test = splits['train'], splits['test']
-    else: train, test = split_coverage([r for v in splits.values() for r in v], dc.test_frac, cfg.seed)
+    if dc.use_source_split and 'train' in splits and 'test' in splits: return splits['train'], splits['test']
+    return split_coverage([r for v in splits.values() for r in v], dc.test_frac, cfg.seed)
+
+def coverage_phase(run:Run, folder:Run)->None:
+    "Phase ①: the coverage data, filtered and split into `train_split` and `test_split`; the loader's counts into `data/coverage_stats.json`."
+    stats = {}; train, test = coverage_splits(run.cfg, stats)
     write_json(run.data/'coverage_stats.json', stats); write_jsonl(run.train_split, train); write_jsonl(run.test_split, test)
 
 def training_set(run:Run, cycle:int)->list[dict]:

@@ -156,10 +156,22 @@ def test_smollm2_template_fine_tuned_stops_and_merge_keeps_greedy_answers(smol, 
 # end-of-turn stop on every one.
 MERGE_TOO = {'llama3', 'gemma', 'qwen3', 'cohere'}
 
+_RENDERED = {}   # what a template makes of REC -> the first template that made it
+
+def _rendering(tok)->tuple:
+    "Everything the fine-tune test depends on: vocabulary size, the trained tokens and mask, the generation prompt, the stop ids."
+    row = training_records(tok, [REC])[0]
+    return (len(tok), tuple(row.get('input_ids', ())), tuple(row.get('completion_mask', ())), str(row.get('messages')),
+            tuple(chat_prompts(tok, [REC])), tuple(sorted(end_of_turn_ids(tok))), tok.eos_token_id)
+
 @pytest.mark.parametrize('path', TEMPLATES, ids=[p.stem for p in TEMPLATES])
 def test_every_trl_template_fine_tuned_stops_at_its_end_of_turn(path, smol, tmp_path):
     tok = _tokenizer_for(path.read_text(), smol)
     try: tok.apply_chat_template(chat_messages(tok, REC['messages']), tokenize=False)
     except Exception as e: pytest.skip(f'{path.stem}: not a text chat template here ({type(e).__name__})')
+    # TRL ships variants that render a conversation token for token alike (gemma4_v2…v5, the nemotron_3 family…): the
+    # same tokens trained, the same prompt and stop ids make the same computation, so the first of them stands for all
+    if (first := _RENDERED.setdefault(_rendering(tok), path.stem)) != path.stem:
+        pytest.skip(f'{path.stem} renders the conversation exactly as {first} (same trained tokens, prompt and stop ids): tested there')
     model = _fine_tuned_stops(tok, tmp_path)
     if path.stem in MERGE_TOO: _merge_keeps_greedy_answers(model, tmp_path)

@@ -129,6 +129,6 @@ def test_with_demo_service(tmp_path):
 def test_bench_small():
     "The dedup bench on real text, small: the recall goals hold in every length bucket, and distinct items survive."
     from llamaduo.bench import bench_dedup
-    out = bench_dedup(2000, per_bucket=120, n_test=60, corpus=25000)
+    out = bench_dedup(2000, per_bucket=120, n_test=60, corpus=12000)
     assert min(out['recall_lt20'], out['recall_20to39'], out['recall_ge40']) >= 0.95, out
     assert out['false_positive_rate'] <= 0.01 and out['filter_reject_rate'] <= 0.005, out

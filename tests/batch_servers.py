@@ -28,7 +28,8 @@ answered 200), `executed` (every execution: (protocol, request body, custom_id o
 import collections, itertools, json, re, threading, time
 from email.parser import BytesParser
 from email.policy import default as email_policy
-from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler
+from fake_servers import LocalServer
 
 def _words(s): return len(str(s).split())
 def _text(c): return c if isinstance(c, str) else ' '.join(p.get('text', '') for p in c or [] if isinstance(p, dict))
@@ -98,15 +99,11 @@ ROUTES = [('POST', r'/v1/chat/completions', 'online_openai'), ('POST', r'/v1/mes
           ('POST', V + r'/batches/([^/:]+):cancel', 'ge_cancel'), ('POST', r'/upload' + V + r'/files', 'ge_upload'),
           ('GET', V + r'/files/([^/:]+):download', 'ge_download')]
 
-class BatchServer:
+class BatchServer(LocalServer):
     "The three providers' batch APIs and online calls on one threaded local server; use as a context manager."
     def __init__(self):
+        super().__init__(_Handler, queue=256)
         self.lock, self.ids = threading.RLock(), itertools.count(1)
-        self.httpd = ThreadingHTTPServer(('127.0.0.1', 0), _Handler, bind_and_activate=False)
-        self.httpd.request_queue_size = 256; self.httpd.daemon_threads = True
-        self.httpd.server_bind(); self.httpd.server_activate(); self.httpd.owner = self
-        self.httpd.handle_error = lambda *a: None
-        self.url = f'http://127.0.0.1:{self.httpd.server_address[1]}'
         self.reset()
 
     def reset(self):
@@ -288,12 +285,6 @@ class BatchServer:
             else: meta['output'] = {'inlinedResponses': {'inlinedResponses': [{**r, 'metadata': {'key': c}} for r, c in rows]}}
         return {'name': f"batches/{j['id']}", 'metadata': meta, 'done': j['state'] != 'running'}
 
-    def start(self):
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True)
-        self.thread.start(); return self
-    def stop(self): self.httpd.shutdown(); self.httpd.server_close()
-    def __enter__(self): return self.start()
-    def __exit__(self, *a): self.stop()
 
 if __name__ == '__main__':
     with BatchServer() as s:

@@ -96,18 +96,31 @@ class _Handler(BaseHTTPRequestHandler):
                     'modelVersion': 'fake'}
         return {'error': 'unknown path ' + p}
 
-class FakeLLMServer:
-    "A threaded local server for all three protocols; use as a context manager."
-    def __init__(self, latency:float=0.0):
-        self.latency, self.script, self.requests, self.lock = latency, [], [], threading.Lock()
-        self.in_flight = self.max_in_flight = 0
-        self.httpd = ThreadingHTTPServer(('127.0.0.1', 0), _Handler, bind_and_activate=False)
-        self.httpd.request_queue_size = 512; self.httpd.daemon_threads = True
+class LocalServer:
+    "A threaded HTTP server on 127.0.0.1 (a free port) whose `handler` reaches this object as `self.server.owner`; use as a context manager."
+    def __init__(self, handler, queue:int=512):
+        self.httpd = ThreadingHTTPServer(('127.0.0.1', 0), handler, bind_and_activate=False)
+        self.httpd.request_queue_size = queue; self.httpd.daemon_threads = True
         self.httpd.server_bind(); self.httpd.server_activate()
         self.httpd.owner = self
         self.httpd.handle_error = lambda *a: None  # clients that gave up (timeouts) break pipes; not our concern
         self.port = self.httpd.server_address[1]
         self.url = f'http://127.0.0.1:{self.port}'
+
+    def start(self):
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True)
+        self.thread.start(); return self
+
+    def stop(self): self.httpd.shutdown(); self.httpd.server_close()
+    def __enter__(self): return self.start()
+    def __exit__(self, *a): self.stop()
+
+class FakeLLMServer(LocalServer):
+    "A threaded local server for all three protocols; use as a context manager."
+    def __init__(self, latency:float=0.0):
+        super().__init__(_Handler)
+        self.latency, self.script, self.requests, self.lock = latency, [], [], threading.Lock()
+        self.in_flight = self.max_in_flight = 0
 
     def answer(self, last:str, req:dict)->str:
         "The reply text: an echo of the last message (as JSON when asked for JSON)."
@@ -121,14 +134,6 @@ class FakeLLMServer:
 
     def reset(self, script=()):
         with self.lock: self.script, self.requests, self.in_flight, self.max_in_flight = list(script), [], 0, 0
-
-    def start(self):
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True)
-        self.thread.start(); return self
-
-    def stop(self): self.httpd.shutdown(); self.httpd.server_close()
-    def __enter__(self): return self.start()
-    def __exit__(self, *a): self.stop()
 
 
 class DemoLLMServer(FakeLLMServer):

@@ -11,7 +11,7 @@ from pathlib import Path
 from fastcore.basics import patch
 from .config import redact, write_json
 from .providers import JSON_HINT, _sys_and_rest
-from .service import (ServiceClient, ServiceError, Reply, cost_of, price_of, classify, _Transient, _Permanent,
+from .service import (ServiceClient, ServiceError, Reply, cost_of, classify, _Transient, _Permanent,
                               _est_tokens)
 try: import fcntl
 except ImportError: fcntl = None   # no cross-process lock (Windows): one process per cache folder
@@ -266,8 +266,7 @@ async def _hold(cli, usd:float, n:int=1):
 async def _submit(cli, api, book, keys:list[str], todo:dict, phase:str, bar)->tuple[list[dict], list[str]]:
     "Submit the requests `keys` as jobs within the limits and the budget; returns the jobs and the keys the budget refused."
     cap, prices, jobs, refused = cli.cfg.budget_usd, cli.cfg.prices, [], []
-    if cap is not None and price_of(cli.model, prices) is None and not cli._warned:
-        cli._warned = True; warnings.warn(f'no price for {cli.model!r}: budget_usd cannot be enforced (set service.prices)')
+    cli._warn_unpriced()
     worst = {k: cost_of(cli.model, _est_tokens(todo[k]), todo[k]['max_tokens'], prices, batch=True) for k in keys}
     for chunk in _split(api, cli.model, [(k, todo[k]) for k in keys]):
         async with cli._budget:

@@ -228,6 +228,12 @@ class ServiceClient:
 def _est_tokens(b:dict)->int: return sum(len(m['content']) for m in b['messages'])//3 + 4*len(b['messages'])
 
 class _Refused(Exception): pass
+
+@patch
+def _warn_unpriced(self:ServiceClient)->None:
+    "Warn once when a budget is set but the model has no price (online calls and batch jobs alike)."
+    if self.cfg.budget_usd is not None and price_of(self.model, self.cfg.prices) is None and not self._warned:
+        self._warned = True; warnings.warn(f'no price for {self.model!r}: budget_usd cannot be enforced (set service.prices)')
 _LOOP_LOCK = threading.Lock()
 
 @patch
@@ -243,8 +249,7 @@ def _spawn(self:ServiceClient, coro):
 async def _call(self:ServiceClient, key:str, b:dict, phase:str='default', tries:int|None=None)->Reply:
     base = dict(provider=self.provider, model=self.model, request_hash=key)
     worst, cap = cost_of(self.model, _est_tokens(b), b['max_tokens'], self.cfg.prices), self.cfg.budget_usd
-    if cap is not None and price_of(self.model, self.cfg.prices) is None and not self._warned:
-        self._warned = True; warnings.warn(f'no price for {self.model!r}: budget_usd cannot be enforced (set service.prices)')
+    self._warn_unpriced()
     attempts, t0, held = 0, time.monotonic(), False
     over = lambda: cap is not None and self._paid_before + self.spent + self._reserved + worst > cap
     def wait(rs):

@@ -1,5 +1,5 @@
 "Capture, route, shadow report and log import (llamaduo.capture): the official OpenAI SDK through the proxy to a local upstream."
-import asyncio, hashlib, json, random
+import asyncio, hashlib, json, random, time
 from pathlib import Path
 import httpx2, openai, pytest
 from fastapi import FastAPI, Request
@@ -56,6 +56,12 @@ def sdk(url): return openai.OpenAI(base_url=url + '/v1', api_key=KEY, max_retrie
 MSGS = [{'role': 'system', 'content': 'You answer tersely.'},
         {'role': 'user', 'content': f'My key is {KEY} and my mail is jo.doe@example.com; reverse this sentence please'}]
 
+def recorded(cap, out, n, timeout=5.0):
+    "The captured records once `n` are written (a non-streamed answer's record is written just after the client has it)."
+    t0 = time.monotonic()
+    while cap.state.stats['records'] < n and time.monotonic() - t0 < timeout: time.sleep(0.01)
+    return read_jsonl(out/'captured.jsonl')
+
 def files_text(d: Path) -> str: return ''.join(p.read_text(errors='replace') for p in d.rglob('*') if p.is_file())
 
 def test_sdk_answers_identical_and_records_complete(servers):
@@ -72,7 +78,7 @@ def test_sdk_answers_identical_and_records_complete(servers):
     assert (ra.status_code, ra.content, ra.headers.multi_items()) == (rb.status_code, rb.content, rb.headers.multi_items())
     # the client's key reached the upstream, unchanged
     assert [h['authorization'] for h in up.state.seen[:4]] == [f'Bearer {KEY}'] * 4
-    recs = read_jsonl(out/'captured.jsonl')
+    recs = recorded(cap, out, 3)
     assert len(recs) == 3 and cap.state.stats['records'] == 3
     plain, streamed = recs[0], recs[1]
     user = 'My key is <KEY> and my mail is <EMAIL>; reverse this sentence please'
@@ -123,6 +129,7 @@ def test_concurrent_requests_one_whole_record_each(servers):
                                        'messages': [{'role': 'user', 'content': f'request number {i} ' + 'pad ' * 300}]}) for i in range(60)])
         return [r.status_code for r in rs]
     assert asyncio.run(go()) == [200] * 60
+    recorded(cap, out, 60)
     lines = (out/'captured.jsonl').read_text().splitlines()
     assert len(lines) == 60
     got = sorted(int(json.loads(l)['messages'][0]['content'].split()[2]) for l in lines)
@@ -130,23 +137,27 @@ def test_concurrent_requests_one_whole_record_each(servers):
 
 # --- route ------------------------------------------------------------------------------------------------
 
-def asgi(app): return httpx2.ASGITransport(app)
-
-def test_route_share_within_five_points():
+@pytest.fixture(scope='module')
+def two_sides():
+    "A local and a service upstream, served by uvicorn on free ports."
     loc, svc = upstream('local'), upstream('service')
-    async def run(share, seed):
-        app = route_app('http://local/v1', 'http://service/v1', share=share, seed=seed, local_model='tiny', local_transport=asgi(loc), service_transport=asgi(svc))
-        async with httpx2.AsyncClient(transport=asgi(app), base_url='http://router') as c:
-            rs = [await c.post('/v1/chat/completions', json={'model': 'gpt-4o', 'messages': [{'role': 'user', 'content': f'prompt {i}'}]}) for i in range(1000)]
+    with serving(loc) as loc_url, serving(svc) as svc_url: yield loc, loc_url, svc, svc_url
+
+def test_route_share_within_five_points(two_sides):
+    loc, loc_url, svc, svc_url = two_sides
+    def run(share, seed, n=1000):
+        app = route_app(loc_url + '/v1', svc_url + '/v1', share=share, seed=seed, local_model='tiny')
+        with serving(app) as url, httpx2.Client(base_url=url) as c:
+            rs = [c.post('/v1/chat/completions', json={'model': 'gpt-4o', 'messages': [{'role': 'user', 'content': f'prompt {i}'}]}) for i in range(n)]
         return [(r.headers['x-llamaduo-route'], r.json()['model'], r.json()['choices'][0]['message']['content'].split()[0]) for r in rs], app.state.counts
     first = {}
     for share in (0.1, 0.5):
-        sides, counts = first[share] = asyncio.run(run(share, 0))
+        sides, counts = first[share] = run(share, 0)
         n = sum(s == 'local' for s, _, _ in sides)
         assert abs(n / 1000 - share) <= 0.05 and counts['local'] == n and counts['service'] == 1000 - n
         assert all((s, m, who) in (('local', 'tiny-0613', 'local'), ('service', 'gpt-4o-0613', 'service')) for s, m, who in sides)
-    again, other = asyncio.run(run(0.1, 0))[0], asyncio.run(run(0.1, 1))[0]
-    assert again == first[0.1][0] and [s for s, *_ in other] != [s for s, *_ in again]   # deterministic, by seed
+    again, other = run(0.1, 0, 200)[0], run(0.1, 1, 200)[0]
+    assert again == first[0.1][0][:200] and [s for s, *_ in other] != [s for s, *_ in again]   # deterministic, by seed
 
 def demo_prompts(n):
     from llamaduo.demo import make_task, CATEGORIES
@@ -159,16 +170,15 @@ def shadow_run(tmp_path, n=3):
     truth = lambda text: solve(text)[1]
     svc = upstream('service', answer=truth)
     loc = upstream('local', answer=lambda text: truth(text) if int(hashlib.sha1(text.encode()).hexdigest(), 16) % 2 == 0 else 'no idea')
-    app = route_app('http://local/v1', 'http://service/v1', shadow=True, out=tmp_path/'shadow', local_transport=asgi(loc), service_transport=asgi(svc))
     tasks = demo_prompts(n)
-    async def go():
-        async with httpx2.AsyncClient(transport=asgi(app), base_url='http://router') as c:
-            rs = await asyncio.gather(*[c.post('/v1/chat/completions', headers={'x-llamaduo-tag': cat, 'authorization': f'Bearer {KEY}'},
-                                               json={'model': 'gpt-4o', 'stream': i % 2 == 1, 'messages': [{'role': 'user', 'content': t['prompt']}]})
-                                        for i, (cat, t) in enumerate(tasks)])
-            await app.state.drain()
-        return rs
-    rs = asyncio.run(go())
+    async def go(url):
+        async with httpx2.AsyncClient(base_url=url, timeout=30) as c:
+            return await asyncio.gather(*[c.post('/v1/chat/completions', headers={'x-llamaduo-tag': cat, 'authorization': f'Bearer {KEY}'},
+                                                 json={'model': 'gpt-4o', 'stream': i % 2 == 1, 'messages': [{'role': 'user', 'content': t['prompt']}]})
+                                          for i, (cat, t) in enumerate(tasks)])
+    with serving(svc) as svc_url, serving(loc) as loc_url:
+        with serving(app := route_app(loc_url + '/v1', svc_url + '/v1', shadow=True, out=tmp_path/'shadow')) as url: rs = asyncio.run(go(url))
+        # leaving `serving` shut the router down, which waits for every queued triple
     return app, tasks, rs, svc, loc
 
 def test_shadow_queues_every_triple_and_answers_with_the_service(tmp_path):

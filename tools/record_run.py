@@ -53,7 +53,8 @@ def dedup_rows(f:dict)->list[dict]:
 def capture_rows(f:dict)->list[dict]:
     "`llamaduo bench capture`'s JSON line: latency direct and through the proxy at each level of concurrent clients."
     return [{'concurrent clients': int(l), 'requests': f['requests'][l], 'p50 direct ms': f['p50_ms'][l]['direct'], 'p50 capture ms': f['p50_ms'][l]['capture'],
-             'p50 added ms': f['p50_overhead_ms'][l], 'p99 added ms': f['p99_overhead_ms'][l], 'lost': f['lost'] if l == max(f['requests'], key=int) else '',
+             'p50 added ms': f['p50_overhead_ms'][l], 'p99 added ms': f['p99_overhead_ms'][l], 'proxy CPU ms/request': f['proxy_cpu_ms_per_request'][l],
+             'lockstep p50 added ms': f['lockstep_p50_overhead_ms'].get(l, ''), 'lost': f['lost'] if l == max(f['requests'], key=int) else '',
              'duplicated': f['duplicated'] if l == max(f['requests'], key=int) else ''} for l in f['requests']]
 
 def estimate_rows(f:dict)->list[dict]:

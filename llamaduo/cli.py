@@ -67,7 +67,7 @@ def _deploy(a):
 
 def parser()->argparse.ArgumentParser:
     "The `llamaduo` parser tree: one sub-command per library function (or pair of them)."
-    from llamaduo import loop, deploy, bench, curate, estimate, capture, route
+    from llamaduo import loop, deploy, bench, curate, estimate, capture, logs, route
     p = argparse.ArgumentParser(prog='llamaduo', description='Migrate a task from a service LLM to a small local LLM, cycle by '
                                 'cycle, until the local model is good enough (LlamaDuo).')
     p.add_argument('--debug', action='store_true', help='show the full traceback of an error')
@@ -91,7 +91,7 @@ def parser()->argparse.ArgumentParser:
         estimate.estimate)
     cmd('capture', "an OpenAI-compatible proxy in front of the service LLM: the app's traffic passes unchanged, each exchange becomes a coverage record",
         capture.capture)
-    cmd('import-log', 'turn an existing log (OpenAI Batch output, request/response JSONL, messages) into coverage records', capture.import_log)
+    cmd('import-log', 'turn an existing log (OpenAI Batch output, request/response JSONL, messages) into coverage records', logs.import_log)
     cmd('route', 'one OpenAI-compatible endpoint in front of the local model and the service: a share of the traffic local, or shadow mode', route.route)
     cmd('shadow-report', "judge the router's shadow triples pairwise (both orders): the local model's win / tie / loss against the service, per category",
         route.shadow_report, positional={'dir'})

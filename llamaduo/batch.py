@@ -237,16 +237,17 @@ FAILED = object()   # a poll that failed transiently, retries and all: try again
 async def _retrying(cli, make, lost_ok:bool=False, patient:bool=False):
     """Await `make()` with the client's retries and backoff; a 404 is `None` when `lost_ok`; when `patient`, a transient
     fault that outlasts the retries is `FAILED`; other faults as `classify` sorts them."""
-    for i in range(cli.cfg.max_retries + 1):
-        try: return await make()
-        except Exception as e:
-            if lost_ok and _status(e) == 404: return None
-            err = classify(e, cli.provider, cli.model, cli.key_env)
-            if isinstance(err, _Transient) and i < cli.cfg.max_retries:
-                await asyncio.sleep(err.retry_after if err.retry_after is not None else min(cli.backoff[1], cli.backoff[0] * 2**i)); continue
-            if patient and isinstance(err, _Transient): return FAILED
-            if isinstance(err, (_Transient, _Permanent)): raise ServiceError(f'{cli.provider} batch API ({cli.model}): {err}') from None
-            raise err from (None if err is e else e)
+    try:
+        async for att in cli._retry():
+            with att:
+                try: return await make()
+                except Exception as e:
+                    if lost_ok and _status(e) == 404: return None
+                    err = classify(e, cli.provider, cli.model, cli.key_env)
+                    raise err from (None if err is e else e)
+    except (_Transient, _Permanent) as err:
+        if patient and isinstance(err, _Transient): return FAILED
+        raise ServiceError(f'{cli.provider} batch API ({cli.model}): {err}') from None
 
 def _split(api:BatchAPI, model:str, items:list)->list[list]:
     "Consecutive chunks of `(key, body)` within the provider's limits (`max_requests` lines, `max_bytes` of JSONL)."

@@ -39,8 +39,7 @@ def scrub(text:str,        # any text about to be written
           pii:bool=True     # also e-mail addresses and phone numbers
          )->str:
     "`text` with key-like strings (and with `pii`, e-mail addresses and phone numbers) replaced by placeholders."
-    for v in _secrets(): text = text.replace(v, '<KEY>')
-    text = _KEY.sub('<KEY>', text)
+    text = _KEY.sub('<KEY>', redact(text, '<KEY>', _secrets()))
     return _PHONE.sub(_phone, _EMAIL.sub('<EMAIL>', text)) if pii else text
 
 def _scrub(obj, pii:bool=True):

@@ -281,9 +281,9 @@ def secret_values()->list[str]:
     return sorted({v for k, v in os.environ.items() if (SECRET_ENV.search(k) or k in _SECRET_NAMES) and len(v) >= 8},
                   key=len, reverse=True)
 
-def redact(text:str)->str:
-    "Replace every secret value from the environment in `text` with `***`."
-    for v in secret_values(): text = text.replace(v, '***')
+def redact(text:str, mark:str='***', values:list[str]|None=None)->str:
+    "Replace every secret value from the environment (or each of `values`, longest first) in `text` with `mark`."
+    for v in secret_values() if values is None else values: text = text.replace(v, mark)
     return text
 
 # %% ../nbs/00_config.ipynb #d6c8632a

@@ -139,7 +139,8 @@ class _Permanent(Exception): pass
 def _transport_errors()->tuple:
     errs = [ConnectionError, TimeoutError, asyncio.TimeoutError, json.JSONDecodeError, MalformedReply]  # malformed bodies
     for mod, names in (('openai', ('APIConnectionError',)), ('anthropic', ('APIConnectionError',)),
-                       ('httpx2', ('TransportError',)), ('httpx', ('TransportError',))):
+                       ('httpx2', ('TransportError',)), ('httpx', ('TransportError',)),
+                       ('aiohttp', ('ClientConnectionError', 'ClientPayloadError'))):   # google-genai's async transport when aiohttp is installed
         if (m := sys.modules.get(mod)) is not None: errs += [getattr(m, n) for n in names]  # SDKs never imported raise nothing
     return tuple(errs)
 
@@ -246,23 +247,28 @@ def _spawn(self:ServiceClient, coro):
     return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
 @patch
+def _retry(self:ServiceClient, tries:int|None=None)->tenacity.AsyncRetrying:
+    "Retries of transient faults (`max_retries`, or `tries` attempts in all): exponential backoff with jitter, or the server's Retry-After."
+    def wait(rs):
+        e = rs.outcome.exception(); ra = getattr(e, 'retry_after', None)
+        expo = tenacity.wait_exponential_jitter(initial=self.backoff[0], max=self.backoff[1], jitter=self.backoff[0])(rs)
+        return expo if ra is None else min(ra, 600.0)  # the server knows best when to come back
+    return tenacity.AsyncRetrying(stop=tenacity.stop_after_attempt(self.cfg.max_retries+1 if tries is None else tries), wait=wait, reraise=True,
+                                  retry=tenacity.retry_if_exception_type(_Transient))
+
+@patch
 async def _call(self:ServiceClient, key:str, b:dict, phase:str='default', tries:int|None=None)->Reply:
     base = dict(provider=self.provider, model=self.model, request_hash=key)
     worst, cap = cost_of(self.model, _est_tokens(b), b['max_tokens'], self.cfg.prices), self.cfg.budget_usd
     self._warn_unpriced()
     attempts, t0, held = 0, time.monotonic(), False
     over = lambda: cap is not None and self._paid_before + self.spent + self._reserved + worst > cap
-    def wait(rs):
-        e = rs.outcome.exception(); ra = getattr(e, 'retry_after', None)
-        expo = tenacity.wait_exponential_jitter(initial=self.backoff[0], max=self.backoff[1], jitter=self.backoff[0])(rs)
-        return expo if ra is None else min(ra, 600.0)  # the server knows best when to come back
     try:
         async with self._budget:   # paid + reserved + this call within the cap; calls reserved may cost less: wait for them
             await self._budget.wait_for(lambda: not over() or self._n_reserved == 0)
             if over(): raise _Refused()
             self._reserved += worst; self._n_reserved += 1; held = True
-        async for att in tenacity.AsyncRetrying(stop=tenacity.stop_after_attempt(self.cfg.max_retries+1 if tries is None else tries), wait=wait, reraise=True,
-                                                retry=tenacity.retry_if_exception_type(_Transient)):
+        async for att in self._retry(tries):
             with att:
                 async with self._sem:
                     await self._rpm.acquire(); await self._tpm.acquire(_est_tokens(b) + b['max_tokens'])
@@ -290,15 +296,15 @@ async def _call(self:ServiceClient, key:str, b:dict, phase:str='default', tries:
 def check_access(self:ServiceClient, attempts:int=3)->None:
     "Check the key and the model with one cheap request; raise `ServiceError` (one clear line) when they do not work."
     async def go():
-        for i in range(attempts):
-            try: return await self._api.check(self.model)
-            except Exception as e:
-                err = classify(e, self.provider, self.model, self.key_env)
-                if isinstance(err, ServiceError) or i == attempts - 1 or not isinstance(err, _Transient):
-                    where = f' at {self.cfg.base_url}' if self.cfg.base_url else ''
-                    if isinstance(err, ServiceError): raise err from None
-                    raise ServiceError(f'{self.provider}{where}: the key/model check failed ({redact(str(err))[:300]})') from None
-                await asyncio.sleep(min(self.backoff[1], self.backoff[0] * 2**i))
+        try:
+            async for att in self._retry(attempts):
+                with att:
+                    try: return await self._api.check(self.model)
+                    except Exception as e: raise classify(e, self.provider, self.model, self.key_env) from None
+        except ServiceError: raise
+        except Exception as err:
+            where = f' at {self.cfg.base_url}' if self.cfg.base_url else ''
+            raise ServiceError(f'{self.provider}{where}: the key/model check failed ({redact(str(err))[:300]})') from None
     self._spawn(go()).result()
 
 # %% ../nbs/03_service.ipynb #a4de2f3e

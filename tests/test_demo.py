@@ -38,7 +38,7 @@ def test_levels_are_drawn_at_their_shares_and_coverage_sees_only_part_of_the_ans
     assert 0.2 < len(words & set(POSITIVE + NEGATIVE)) / 80 < 0.9
 
 SMALL = ['data.demo_size=48', 'data.test_frac=0.25', 'train.epochs=4', 'infer.k=1', 'judge.m=1', 'synth.volumes=[96]',
-         'loop.max_cycles=2']
+         'loop.max_cycles=2', 'loop.papermill=false']   # the bench's own figures; papermill runs are tested in test_loop and test_money
 
 @pytest.mark.slow
 def test_bench_demo_reports_what_the_runs_wrote_and_a_seed_reproduces_to_the_byte(tmp_path, capsys):

@@ -291,10 +291,9 @@ def bench_train(steps:int=20,                   # optimizer steps per method
                                                         f'train.batch_size={batch_size}', f'train.save_steps={10*steps}', *extra])
     runs = [(m, m, ()) for m in methods.split(',')]
     if levers: runs += [(f'lora_without_{k}', 'lora', v) for k, v in LEVERS.items()]
-    tps, ratios = {}, {}   # tokens/s of each run per round; its ratio to that round's baseline (the machine's speed drifts between rounds)
+    tps, ratios, c = {}, {}, over('lora')   # tokens/s of each run per round; its ratio to that round's baseline (the machine's speed drifts between rounds)
     for rnd in range(rounds):
         if baseline:
-            c = over('lora')
             m = _trl_baseline(recs, base, steps, batch_size, c.train.learning_rate, c.train.lora_r or 8, c.train.lora_alpha or 16)
             tps.setdefault('baseline', []).append(m['tokens_per_s'])
             print(f"{'trl baseline':24s} {m['tokens_per_s']:>8.1f} tok/s  ({m['tokens']} tokens, {m['wall_time_s']} s)  round {rnd + 1}")

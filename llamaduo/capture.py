@@ -149,9 +149,9 @@ class RecordLog:
     def close(self): os.close(self.fd)
 
 # %% ../nbs/12_capture.ipynb #11124d02
-_HOP = {'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'trailers',
-        'transfer-encoding', 'upgrade', 'host', 'content-length'}
-_HOP_OUT = _HOP - {'content-length'}
+_HOP = {b'connection', b'keep-alive', b'proxy-authenticate', b'proxy-authorization', b'proxy-connection', b'te', b'trailer', b'trailers',
+        b'transfer-encoding', b'upgrade', b'host', b'content-length'}   # raw header names, as ASGI and aiohttp give them
+_HOP_OUT = _HOP - {b'content-length'}
 
 TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)   # an upstream that cannot be reached, breaks off or times out
 _AUTO = ('Accept', 'Accept-Encoding', 'User-Agent', 'Content-Type')   # headers aiohttp would add of its own
@@ -181,7 +181,7 @@ class Upstream:
         path = (scope.get('raw_path') or scope['path'].encode()).split(b'?')[0].decode('latin-1')
         return await self.session.request(scope['method'], self.target(path, scope.get('query_string', b'')), data=body or None, allow_redirects=False,
                                           proxy=self.proxy[0], proxy_auth=self.proxy[1],
-                                          headers=[(k.decode('latin-1'), v.decode('utf-8', 'replace')) for k, v in headers if k.decode('latin-1').lower() not in _HOP])
+                                          headers=[(k.decode('latin-1'), v.decode('utf-8', 'replace')) for k, v in headers if k.lower() not in _HOP])
     async def aclose(self):
         if self.session: await self.session.close()
 
@@ -229,7 +229,7 @@ async def relay(resp:aiohttp.ClientResponse, done=None, extra:list|None=None)->R
             async def later(): _safely(done, resp, raw, True)
             out = Response(raw := b''.join(chunks), resp.status, background=BackgroundTask(later) if done else None)
         finally: resp.release()
-    out.raw_headers = [(k.lower(), v) for k, v in resp.raw_headers if k.decode('latin-1').lower() not in _HOP_OUT] + (extra or [])
+    out.raw_headers = [(n, v) for k, v in resp.raw_headers if (n := k.lower()) not in _HOP_OUT] + (extra or [])
     return out
 
 def _json(body:bytes)->dict:

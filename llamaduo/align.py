@@ -12,9 +12,9 @@ from .run import Cycle
 from .models import load_tokenizer, training_records
 
 # %% auto #0
-__all__ = ['use_bf16', 'attn_implementation', 'fix_cpu_4bit', 'load_for_training', 'lora_grads', 'sft_dataset', 'sft_config',
-           'last_complete_checkpoint', 'lean_loss', 'make_trainer', 'loss_points', 'write_loss_curve', 'train',
-           'align_phase', 'accelerate_config', 'align_main']
+__all__ = ['WARMUP_STEPS', 'use_bf16', 'attn_implementation', 'fix_cpu_4bit', 'compile_blocks', 'load_for_training', 'lora_grads',
+           'sft_dataset', 'sft_config', 'last_complete_checkpoint', 'lean_loss', 'make_trainer', 'loss_points',
+           'write_loss_curve', 'steady_tokens_per_s', 'train', 'align_phase', 'accelerate_config', 'align_main']
 
 # %% ../nbs/04_align.ipynb #b220f7ca
 def use_bf16(cfg:Recipe)->bool:
@@ -39,6 +39,20 @@ def fix_cpu_4bit(model)->int:
     return len(mods)
 
 # %% ../nbs/04_align.ipynb #f0140b6f
+def compile_blocks(model, **kw)->int:
+    """Regional compilation: `torch.compile` each block of every list of repeated blocks (the decoder layers) in place,
+    with dynamic shapes, so one compiled graph serves every layer and every sequence length. State-dict names stay as
+    they are. Returns the number of blocks compiled."""
+    import torch
+    from accelerate.utils.other import is_repeated_blocks
+    n, done = 0, set()
+    for name, m in model.named_modules():
+        if any(name.startswith(d + '.') for d in done): continue   # blocks inside a compiled block are traced with it
+        if isinstance(m, torch.nn.ModuleList) and is_repeated_blocks(m):
+            for b in m: b.compile(dynamic=True, **kw)
+            n += len(m); done.add(name)
+    return n
+
 def load_for_training(base:str|Path,        # local folder or hub id
                       cfg:Recipe,            # recipe (model.method, train.lora_*)
                       n_examples:int=0       # data volume, chooses the LoRA rank when the recipe does not
@@ -57,6 +71,7 @@ def load_for_training(base:str|Path,        # local folder or hub id
                                                        bnb_4bit_compute_dtype=torch.bfloat16 if bf16 else torch.float32)
         kw['device_map'] = {'': int(os.environ.get('LOCAL_RANK', 0)) if torch.cuda.is_available() else 'cpu'}
     model = AutoModelForCausalLM.from_pretrained(base, **kw)
+    if cfg.train.compile: compile_blocks(model)   # in place: the LoRA layers PEFT adds below are traced with their block at its first call
     if method == 'full': return model, tok, None
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     if method == 'qlora':
@@ -96,7 +111,7 @@ def sft_config(out_dir:Path, cfg:Recipe, **kw):
                      lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_ratio, logging_steps=t.logging_steps,
                      save_strategy='steps', save_steps=t.save_steps, save_total_limit=2, bf16=use_bf16(cfg),
                      use_cpu=not torch.cuda.is_available(), seed=cfg.seed, data_seed=cfg.seed, report_to=[],
-                     gradient_checkpointing=torch.cuda.is_available() if t.gradient_checkpointing is None else t.gradient_checkpointing,
+                     activation_checkpointing=torch.cuda.is_available() if t.gradient_checkpointing is None else t.gradient_checkpointing,
                      include_num_input_tokens_seen='non_padding', dataloader_num_workers=0,
                      train_sampling_strategy='group_by_length' if t.group_by_length else 'random',
                      ddp_find_unused_parameters=False, **kw)
@@ -187,6 +202,22 @@ def _rank_marker(out_dir:Path, trainer)->None:
         write_json(out_dir/'ranks'/f'rank_{a.process_index}.json',
                    dict(rank=a.process_index, world_size=a.world_size, steps=trainer.state.global_step, pid=os.getpid()))
 
+WARMUP_STEPS = 2   # steps left out of `steady_tokens_per_s`: a compiled run compiles in its first step
+
+def _step_clock():
+    "A callback noting (time, tokens seen) at the end of every optimizer step."
+    from transformers import TrainerCallback
+    class StepClock(TrainerCallback):
+        def __init__(self): self.marks = []
+        def on_step_end(self, args, state, control, **kw): self.marks.append((time.time(), int(state.num_input_tokens_seen)))
+    return StepClock()
+
+def steady_tokens_per_s(marks:list[tuple], warmup:int=WARMUP_STEPS)->float|None:
+    "Tokens/s over the steps after the first `warmup` ones, from a step clock's marks; None when fewer steps ran."
+    if len(marks) <= warmup or warmup < 1: return None
+    (t0, n0), (t1, n1) = marks[warmup - 1], marks[-1]
+    return round((n1 - n0)/max(t1 - t0, 1e-9), 1)
+
 def _peak_rss_mb()->float:
     "Peak resident memory of this process so far, in MB (Linux reports KB, macOS bytes)."
     import resource, sys
@@ -206,6 +237,7 @@ def train(records:list[dict],     # example records (chat `messages`)
     set_seed(cfg.seed)
     model, tok, rank = load_for_training(base, cfg, len(records))
     trainer = make_trainer(model, tok, records, c.path, cfg)
+    trainer.add_callback(clock := _step_clock())
     last = last_complete_checkpoint(c.checkpoints) if resume and c.checkpoints.is_dir() else None
     t0 = time.time()
     res = trainer.train(resume_from_checkpoint=last)
@@ -220,6 +252,7 @@ def train(records:list[dict],     # example records (chat `messages`)
              train_loss=res.metrics.get('train_loss'), final_loss=(loss_points(st.log_history) or [{}])[-1].get('loss'),
              world_size=a.world_size, bf16=bool(a.bf16), batch_size=a.per_device_train_batch_size,
              grad_accum=a.gradient_accumulation_steps, learning_rate=a.learning_rate, peak_rss_mb=_peak_rss_mb(),
+             compile=cfg.train.compile, steady_tokens_per_s=steady_tokens_per_s(clock.marks), warmup_steps=WARMUP_STEPS,
              loss_curve=loss_points(st.log_history))
     trainer.save_model(str(c.model))  # every rank calls it (FSDP/DeepSpeed gather); only the main one writes
     if trainer.is_world_process_zero():

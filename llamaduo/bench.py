@@ -259,16 +259,18 @@ def _trl_baseline(recs:list[dict], base:str, steps:int, batch_size:int, lr:float
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
     from transformers import set_seed
+    from llamaduo.align import _step_clock, steady_tokens_per_s
     set_seed(0)
     ds = Dataset.from_list([dict(prompt=p, completion=[x['messages'][len(p)]]) for x in recs for p in [prompt_turns(x)]])
     with tempfile.TemporaryDirectory() as d:
         args = SFTConfig(output_dir=d, per_device_train_batch_size=batch_size, max_steps=steps, learning_rate=lr,
                          save_strategy='no', report_to=[], use_cpu=True, include_num_input_tokens_seen='non_padding')
         tr = SFTTrainer(model=base, args=args, train_dataset=ds,
-                        peft_config=LoraConfig(r=r, lora_alpha=alpha, target_modules='all-linear', task_type='CAUSAL_LM'))
+                        peft_config=LoraConfig(r=r, lora_alpha=alpha, target_modules='all-linear', task_type='CAUSAL_LM'),
+                        callbacks=[clock := _step_clock()])
         t0 = time.time(); tr.train(); wall = time.time() - t0
     tokens = int(tr.state.num_input_tokens_seen)
-    return dict(tokens=tokens, wall_time_s=round(wall, 2), tokens_per_s=round(tokens/wall, 1))
+    return dict(tokens=tokens, wall_time_s=round(wall, 2), tokens_per_s=round(tokens/wall, 1), steady_tokens_per_s=steady_tokens_per_s(clock.marks))
 
 def bench_train(steps:int=20,                   # optimizer steps per method
                 batch_size:int=8,               # examples per step
@@ -276,12 +278,13 @@ def bench_train(steps:int=20,                   # optimizer steps per method
                 base:str='smollm2-135m',        # base model: a named real base (smollm2-135m), demo-tiny, a folder
                 baseline:bool=True,             # also train a plain TRL SFTTrainer (LoRA, its defaults) and give ratios to it
                 levers:bool=False,              # also train LoRA with each speed setting turned off, one at a time
+                compile:bool=True,              # also train LoRA with train.compile (regional torch.compile), as `lora_compiled`
                 rounds:int=1                    # rounds of the baseline and every method in turn; figures are medians over rounds
                )->dict:
     "Training tokens/s of lora / qlora / full and of a plain TRL baseline on the same demo records; prints one JSON line."
     import statistics
     from llamaduo.demo import demo_coverage
-    from llamaduo.align import train
+    from llamaduo.align import train, WARMUP_STEPS
     from llamaduo.models import NAMED_BASES, build_named_base
     fig = dict(bench='train', base=base, steps=steps, batch_size=batch_size, rounds=rounds)
     recipe = 'demo' if base == 'demo-tiny' else 'smollm2'
@@ -290,23 +293,31 @@ def bench_train(steps:int=20,                   # optimizer steps per method
     over = lambda meth, extra=(): load_recipe(recipe, [f'model.base={base}', f'model.method={meth}', f'train.max_steps={steps}',
                                                         f'train.batch_size={batch_size}', f'train.save_steps={10*steps}', *extra])
     runs = [(m, m, ()) for m in methods.split(',')]
+    if compile: runs += [('lora_compiled', 'lora', ['train.compile=true'])]
     if levers: runs += [(f'lora_without_{k}', 'lora', v) for k, v in LEVERS.items()]
-    tps, ratios, c = {}, {}, over('lora')   # tokens/s of each run per round; its ratio to that round's baseline (the machine's speed drifts between rounds)
+    # (run, '' for the whole run or 'steady_' for the steps after warm-up) -> tokens/s in each round, and the ratio to
+    # that round's baseline (the machine's speed drifts between rounds)
+    tps, ratios, c = {}, {}, over('lora')
+    def note(name, m, rnd):
+        cells = []
+        for k in ('', 'steady_'):
+            v, b = m[f'{k}tokens_per_s'], tps.get(('baseline', k), [None])[-1]
+            tps.setdefault((name, k), []).append(v)
+            r = round(v/b, 3) if name != 'baseline' and v and b else None
+            if r is not None: ratios.setdefault((name, k), []).append(r)
+            cells.append(f"{v if v is not None else float('nan'):8.1f}" + (f" {r:5.2f}x" if r is not None else ' '*7))
+        print(f"{name:24s} {cells[0]}   {cells[1]}    {m['tokens']:>6d} {m['wall_time_s']:>8.1f}   {rnd + 1}")
+    print(f"{'':24s} {'tok/s':>8s} {'ratio':>6s}   {'tok/s after warm-up':>19s}  {'tokens':>6s} {'wall s':>8s}   round")
     for rnd in range(rounds):
-        if baseline:
-            m = _trl_baseline(recs, base, steps, batch_size, c.train.learning_rate, c.train.lora_r or 8, c.train.lora_alpha or 16)
-            tps.setdefault('baseline', []).append(m['tokens_per_s'])
-            print(f"{'trl baseline':24s} {m['tokens_per_s']:>8.1f} tok/s  ({m['tokens']} tokens, {m['wall_time_s']} s)  round {rnd + 1}")
+        if baseline: note('baseline', _trl_baseline(recs, base, steps, batch_size, c.train.learning_rate, c.train.lora_r or 8, c.train.lora_alpha or 16), rnd)
         for name, meth, extra in runs:
-            with tempfile.TemporaryDirectory() as d: m = train(recs, Path(d), base, over(meth, extra), resume=False)
-            tps.setdefault(name, []).append(m['tokens_per_s']); ratio = ''
-            if baseline: ratios.setdefault(name, []).append(r := round(m['tokens_per_s']/tps['baseline'][-1], 3)); ratio = f"  {r:.2f}x baseline"
-            print(f"{name:24s} {m['tokens_per_s']:>8.1f} tok/s  ({m['tokens']} tokens, {m['wall_time_s']} s){ratio}  round {rnd + 1}")
-    for name, v in tps.items():
-        fig[f'{name}_tokens_per_s'] = round(statistics.median(v), 1)
-        if name in ratios:
-            fig[f'{name}_vs_baseline'] = round(statistics.median(ratios[name]), 2)
-            if rounds > 1: fig[f'{name}_vs_baseline_by_round'] = ratios[name]
+            with tempfile.TemporaryDirectory() as d: note(name, train(recs, Path(d), base, over(meth, extra), resume=False), rnd)
+    fig['warmup_steps'] = WARMUP_STEPS
+    for (name, k), v in tps.items():
+        if v := [x for x in v if x is not None]: fig[f'{name}_{k}tokens_per_s'] = round(statistics.median(v), 1)
+        if (name, k) in ratios:
+            fig[f'{name}_{k}vs_baseline'] = round(statistics.median(ratios[name, k]), 2)
+            if rounds > 1: fig[f'{name}_{k}vs_baseline_by_round'] = ratios[name, k]
     print(json.dumps(fig))
     return fig
 

@@ -32,10 +32,14 @@ def run_row(d:Path)->dict:
             'peak training memory MB': round(max(t.get('peak_rss_mb') or 0 for t in (tms[1:] or tms)))}
 
 def bench_rows(fig:dict)->list[dict]:
-    "`llamaduo bench train`'s JSON line as rows: what was trained, tokens/s, ratio to the plain TRL baseline."
-    names = ['baseline'] + [k[:-len('_tokens_per_s')] for k in fig if k.endswith('_tokens_per_s') and k != 'baseline_tokens_per_s']
+    "`llamaduo bench train`'s JSON line as rows: what was trained, tokens/s (whole run, after warm-up), ratios to the plain TRL baseline."
+    runs = [k[:-len('_tokens_per_s')] for k in fig if k.endswith('_tokens_per_s') and not k.endswith('_steady_tokens_per_s')]
+    names = ['baseline'] + [n for n in runs if n != 'baseline']
+    w = fig.get('warmup_steps')
     return [{'training': 'plain TRL SFTTrainer + LoRA (defaults)' if n == 'baseline' else n.replace('_', ' '),
-             'tokens/s': fig[f'{n}_tokens_per_s'], 'vs baseline': 1.0 if n == 'baseline' else fig.get(f'{n}_vs_baseline')} for n in names]
+             'tokens/s': fig[f'{n}_tokens_per_s'], 'vs baseline': 1.0 if n == 'baseline' else fig.get(f'{n}_vs_baseline'),
+             f'tokens/s after {w} warm-up steps': fig.get(f'{n}_steady_tokens_per_s'),
+             'vs baseline, after warm-up': 1.0 if n == 'baseline' else fig.get(f'{n}_steady_vs_baseline')} for n in names]
 
 def dedup_rows(f:dict)->list[dict]:
     "`llamaduo bench dedup`'s JSON line as rows: recall by length bucket and edit kind, decontamination, false positives, filters, scale."

@@ -249,6 +249,16 @@ def bench_infer(prompts:int=64,         # prompts to generate for
     return fig
 
 # %% ../nbs/11_bench.ipynb #eb85d63e
+def _fresh(fn, *args):
+    "`fn(*args)` in a fresh (spawned) Python process: no allocator state, compiled code or caches from earlier runs."
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(1, mp_context=mp.get_context('spawn')) as ex: return ex.submit(fn, *args).result()
+
+def _train_run(recs:list[dict], base:str, cfg)->dict:
+    from llamaduo.align import train
+    with tempfile.TemporaryDirectory() as d: return train(recs, Path(d), base, cfg, resume=False)
+
 LEVERS = {'bf16': ['train.bf16=false'], 'eager_attention': ['train.attn_implementation=sdpa'],
           'no_lora_dropout': ['train.lora_dropout=0.05'], 'group_by_length': ['train.group_by_length=false'],
           'no_gradient_checkpointing': ['train.gradient_checkpointing=true']}
@@ -284,7 +294,7 @@ def bench_train(steps:int=20,                   # optimizer steps per method
     "Training tokens/s of lora / qlora / full and of a plain TRL baseline on the same demo records; prints one JSON line."
     import statistics
     from llamaduo.demo import demo_coverage
-    from llamaduo.align import train, WARMUP_STEPS
+    from llamaduo.align import WARMUP_STEPS
     from llamaduo.models import NAMED_BASES, build_named_base
     fig = dict(bench='train', base=base, steps=steps, batch_size=batch_size, rounds=rounds)
     recipe = 'demo' if base == 'demo-tiny' else 'smollm2'
@@ -309,9 +319,8 @@ def bench_train(steps:int=20,                   # optimizer steps per method
         print(f"{name:24s} {cells[0]}   {cells[1]}    {m['tokens']:>6d} {m['wall_time_s']:>8.1f}   {rnd + 1}")
     print(f"{'':24s} {'tok/s':>8s} {'ratio':>6s}   {'tok/s after warm-up':>19s}  {'tokens':>6s} {'wall s':>8s}   round")
     for rnd in range(rounds):
-        if baseline: note('baseline', _trl_baseline(recs, base, steps, batch_size, c.train.learning_rate, c.train.lora_r or 8, c.train.lora_alpha or 16), rnd)
-        for name, meth, extra in runs:
-            with tempfile.TemporaryDirectory() as d: note(name, train(recs, Path(d), base, over(meth, extra), resume=False), rnd)
+        if baseline: note('baseline', _fresh(_trl_baseline, recs, base, steps, batch_size, c.train.learning_rate, c.train.lora_r or 8, c.train.lora_alpha or 16), rnd)
+        for name, meth, extra in runs: note(name, _fresh(_train_run, recs, base, over(meth, extra)), rnd)
     fig['warmup_steps'] = WARMUP_STEPS
     for (name, k), v in tps.items():
         if v := [x for x in v if x is not None]: fig[f'{name}_{k}tokens_per_s'] = round(statistics.median(v), 1)

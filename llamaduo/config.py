@@ -90,7 +90,7 @@ class TrainCfg(Section):
     attn_implementation: str|None = Field(None, description="attention kernel for training; None: 'eager' for bf16 on CPU (faster there than SDPA's CPU kernel), else the model's default")
     group_by_length: bool = Field(False, description='batch examples of similar length together (less padding)')
     gradient_checkpointing: bool|None = Field(None, description='recompute activations in backward to save memory; None: on a GPU only (TRL turns it on everywhere)')
-    compile: bool = Field(False, description='torch.compile each repeated decoder block in place (regional, dynamic shapes): faster steps after a one-off compile at the first step (see bench train); pays on long runs')
+    compile: bool = Field(False, description='torch.compile each repeated decoder block in place (regional, dynamic shapes); it compiles during the first step; bench train measures it as lora_compiled')
     logging_steps: int = 5
     save_steps: int = 50
 

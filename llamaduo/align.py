@@ -43,12 +43,11 @@ def compile_blocks(model, **kw)->int:
     """Regional compilation: `torch.compile` each block of every list of repeated blocks (the decoder layers) in place,
     with dynamic shapes, so one compiled graph serves every layer and every sequence length. State-dict names stay as
     they are. Returns the number of blocks compiled."""
-    import torch
-    from accelerate.utils.other import is_repeated_blocks
+    from accelerate.utils.other import is_repeated_blocks   # a non-empty ModuleList of one class
     n, done = 0, set()
     for name, m in model.named_modules():
         if any(name.startswith(d + '.') for d in done): continue   # blocks inside a compiled block are traced with it
-        if isinstance(m, torch.nn.ModuleList) and is_repeated_blocks(m):
+        if is_repeated_blocks(m):
             for b in m: b.compile(dynamic=True, **kw)
             n += len(m); done.add(name)
     return n

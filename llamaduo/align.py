@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_align.ipynb #87c216a7
 from __future__ import annotations
-import os, csv, json, time
+import os, csv, json, time, warnings
 from pathlib import Path
 from fastcore.script import call_parse, Param
 from .config import Recipe, UserError, load_recipe, lora_rank_alpha, write_json, atomic_write, read_jsonl
@@ -14,7 +14,8 @@ from .models import load_tokenizer, training_records
 # %% auto #0
 __all__ = ['WARMUP_STEPS', 'use_bf16', 'attn_implementation', 'fix_cpu_4bit', 'compile_blocks', 'load_for_training', 'lora_grads',
            'sft_dataset', 'sft_config', 'last_complete_checkpoint', 'lean_loss', 'make_trainer', 'loss_points',
-           'write_loss_curve', 'steady_tokens_per_s', 'train', 'align_phase', 'accelerate_config', 'align_main']
+           'write_loss_curve', 'steady_tokens_per_s', 'length_report', 'train', 'align_phase', 'accelerate_config',
+           'align_main']
 
 # %% ../nbs/04_align.ipynb #b220f7ca
 def use_bf16(cfg:Recipe)->bool:
@@ -217,6 +218,20 @@ def steady_tokens_per_s(marks:list[tuple], warmup:int=WARMUP_STEPS)->float|None:
     (t0, n0), (t1, n1) = marks[warmup - 1], marks[-1]
     return round((n1 - n0)/max(t1 - t0, 1e-9), 1)
 
+def length_report(trainer, n:int, max_length:int|None)->dict:
+    """Of `n` records: how many TRL cut at `max_length` tokens (their answers lose the end of turn) and how many it left
+    out (a prompt filling `max_length`: no answer left to train on). A record exactly `max_length` long counts as cut."""
+    ds = trainer.train_dataset
+    cut = sum(len(ids) >= max_length for ids in ds['input_ids']) if max_length else 0
+    return dict(max_length=max_length, cut_at_max_length=cut, dropped_too_long=n - len(ds))
+
+def _warn_lengths(r:dict, n:int, where)->None:
+    "One warning when examples were cut or left out, naming the file and the setting that keeps them whole."
+    if not (r['cut_at_max_length'] or r['dropped_too_long']): return
+    warnings.warn(f"{where}: of {n} training examples, {r['cut_at_max_length']} reach train.max_length={r['max_length']} "
+                  f"tokens and are cut there (trained without their end of turn) and {r['dropped_too_long']} are left out "
+                  f"(the prompt alone fills it); raise train.max_length to train them whole")
+
 def _peak_rss_mb()->float:
     "Peak resident memory of this process so far, in MB (Linux reports KB, macOS bytes)."
     import resource, sys
@@ -237,6 +252,8 @@ def train(records:list[dict],     # example records (chat `messages`)
     model, tok, rank = load_for_training(base, cfg, len(records))
     trainer = make_trainer(model, tok, records, c.path, cfg)
     trainer.add_callback(clock := _step_clock())
+    lengths = length_report(trainer, len(records), cfg.train.max_length)
+    _warn_lengths(lengths, len(records), c.train if c.train.exists() else c.path)
     last = last_complete_checkpoint(c.checkpoints) if resume and c.checkpoints.is_dir() else None
     t0 = time.time()
     res = trainer.train(resume_from_checkpoint=last)
@@ -251,7 +268,7 @@ def train(records:list[dict],     # example records (chat `messages`)
              train_loss=res.metrics.get('train_loss'), final_loss=(loss_points(st.log_history) or [{}])[-1].get('loss'),
              world_size=a.world_size, bf16=bool(a.bf16), batch_size=a.per_device_train_batch_size,
              grad_accum=a.gradient_accumulation_steps, learning_rate=a.learning_rate, peak_rss_mb=_peak_rss_mb(),
-             compile=cfg.train.compile, steady_tokens_per_s=steady_tokens_per_s(clock.marks), warmup_steps=WARMUP_STEPS,
+             compile=cfg.train.compile, steady_tokens_per_s=steady_tokens_per_s(clock.marks), warmup_steps=WARMUP_STEPS, **lengths,
              loss_curve=loss_points(st.log_history))
     trainer.save_model(str(c.model))  # every rank calls it (FSDP/DeepSpeed gather); only the main one writes
     if trainer.is_world_process_zero():

@@ -79,7 +79,7 @@ class TrainCfg(Section):
     max_steps: int = Field(-1, description='stop after this many optimizer steps (-1: by epochs)')
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
-    max_length: int = Field(1024, ge=8)
+    max_length: int = Field(1024, ge=8, description='tokens per training example; longer ones are cut (counted in train_metrics.json, warned)')
     lr_scheduler: str = 'cosine'
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     lora_r: int|None = Field(None, description='LoRA rank; None: 8 up to 16k samples, 16 at 32k, 32 from 64k (paper)')

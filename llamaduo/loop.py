@@ -281,6 +281,13 @@ def _stop_reason(run:Run, c:Cycle)->str|None:
     if c.index >= run.cfg.loop.max_cycles - 1: return f'max_cycles = {run.cfg.loop.max_cycles} reached without meeting the threshold'
     return None
 
+def _length_note(c:Cycle)->str:
+    "What training cut or left out for `train.max_length` (papermill keeps the cycle's warnings in its notebook)."
+    m = json.loads(c.train_metrics.read_text()) if c.train_metrics.exists() else {}
+    if not (m.get('cut_at_max_length') or m.get('dropped_too_long')): return ''
+    return (f"; {m['cut_at_max_length']} examples cut at train.max_length={m['max_length']} and {m['dropped_too_long']} "
+            f"left out (prompt too long): raise train.max_length to train them whole")
+
 def run_dir_loop(run:Run|str|Path, log=print)->dict:
     "Run the cycles of an initialised run folder until the threshold, max_cycles or the budget stops it; resumes finished work."
     run = Run(run) if not isinstance(run, Run) else run
@@ -299,7 +306,8 @@ def run_dir_loop(run:Run|str|Path, log=print)->dict:
                 if not _raised(e, BudgetExceeded): raise
                 reason = _record_budget_stop(run, t); log(reason); break
         row = cycle_summary(run, c)
-        log(f"cycle {t}: {row['train_size']} examples -> precision V {row['precision_V']:.1f}, similarity V {row['similarity_V']:.1f}")
+        log(f"cycle {t}: {row['train_size']} examples -> precision V {row['precision_V']:.1f}, similarity V {row['similarity_V']:.1f}"
+            + _length_note(c))
         if (reason := _stop_reason(run, c)): break
     df = metrics_table(run); plots = plot_run(run, df)
     summary = dict(run_dir=str(run.path), cycles=int((df.cycle.astype(str) != 'base').sum()) if len(df) else 0, stop=reason, seconds=round(time.time() - t0, 1),

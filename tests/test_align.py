@@ -32,6 +32,7 @@ def test_methods_train_save_reload_generate(method, base, recs, tmp_path):
     m = train(recs, tmp_path, base, cfg)
     assert (m['steps'], m['method'], m['n_examples']) == (3, method, len(recs))
     assert m['rank'] == (None if method == 'full' else 8) and m['tokens'] > 0 and m['tokens_per_s'] > 0
+    assert m['cut_at_max_length'] == m['dropped_too_long'] == 0 and m['max_length'] == cfg.train.max_length
     for f in ['train_metrics.json', 'loss.csv', 'loss.png', 'model/tokenizer.json', 'model/llamaduo_model.json']:
         assert (tmp_path/f).exists(), f
     assert len((tmp_path/'loss.csv').read_text().splitlines()) == 4  # header + 3 logged steps
@@ -41,6 +42,18 @@ def test_methods_train_save_reload_generate(method, base, recs, tmp_path):
     assert tok.chat_template and '{% generation %}' in tok.chat_template
     acc = score_answers(recs[:4], greedy(model, tok, recs[:4], max_new_tokens=4))
     assert 0 <= acc['accuracy'] <= 1
+
+def test_examples_longer_than_max_length_are_counted_and_warned(base, recs, tmp_path):
+    "TRL cuts a long answer at train.max_length and drops a record whose prompt fills it: both counted, one warning."
+    (u0, a0), (u1, a1) = recs[0]['messages'], recs[1]['messages']
+    long_answer = {**recs[0], 'messages': [u0, {**a0, 'content': 'x ' * 200}]}
+    long_prompt = {**recs[1], 'messages': [{**u1, 'content': 'y ' * 200}, a1]}
+    with pytest.warns(UserWarning, match=r'of 10 training examples, 1 reach train.max_length=96 tokens .* and 1 are left out'):
+        m = train([long_answer, long_prompt, *recs[2:10]], tmp_path, base, recipe('train.max_steps=1', 'train.batch_size=8'))
+    assert (m['cut_at_max_length'], m['dropped_too_long'], m['max_length']) == (1, 1, 96)
+    assert json.loads((tmp_path/'train_metrics.json').read_text())['dropped_too_long'] == 1
+    from llamaduo.loop import _length_note; from llamaduo.run import Cycle   # the loop's cycle line says it too
+    assert '1 examples cut at train.max_length=96 and 1 left out' in _length_note(Cycle(tmp_path))
 
 def test_full_weights_change_and_lora_leaves_base(base, recs, tmp_path):
     from transformers import AutoModelForCausalLM

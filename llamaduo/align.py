@@ -14,8 +14,8 @@ from .models import load_tokenizer, training_records
 # %% auto #0
 __all__ = ['WARMUP_STEPS', 'use_bf16', 'attn_implementation', 'fix_cpu_4bit', 'compile_blocks', 'load_for_training', 'lora_grads',
            'sft_dataset', 'sft_config', 'last_complete_checkpoint', 'lean_loss', 'make_trainer', 'loss_points',
-           'write_loss_curve', 'steady_tokens_per_s', 'length_report', 'train', 'align_phase', 'accelerate_config',
-           'align_main']
+           'write_loss_curve', 'steady_tokens_per_s', 'length_report', 'length_note', 'train', 'align_phase',
+           'accelerate_config', 'align_main']
 
 # %% ../nbs/04_align.ipynb #b220f7ca
 def use_bf16(cfg:Recipe)->bool:
@@ -225,12 +225,12 @@ def length_report(trainer, n:int, max_length:int|None)->dict:
     cut = sum(len(ids) >= max_length for ids in ds['input_ids']) if max_length else 0
     return dict(max_length=max_length, cut_at_max_length=cut, dropped_too_long=n - len(ds))
 
-def _warn_lengths(r:dict, n:int, where)->None:
-    "One warning when examples were cut or left out, naming the file and the setting that keeps them whole."
-    if not (r['cut_at_max_length'] or r['dropped_too_long']): return
-    warnings.warn(f"{where}: of {n} training examples, {r['cut_at_max_length']} reach train.max_length={r['max_length']} "
-                  f"tokens and are cut there (trained without their end of turn) and {r['dropped_too_long']} are left out "
-                  f"(the prompt alone fills it); raise train.max_length to train them whole")
+def length_note(m:dict)->str:
+    "From train metrics (`n_examples` and `length_report`'s counts): what was cut or left out and the setting that keeps them whole; '' if nothing."
+    if not (m.get('cut_at_max_length') or m.get('dropped_too_long')): return ''
+    return (f"of {m['n_examples']} training examples, {m['cut_at_max_length']} reach train.max_length={m['max_length']} "
+            f"tokens and are cut there (trained without their end of turn) and {m['dropped_too_long']} are left out "
+            f"(the prompt alone fills it); raise train.max_length to train them whole")
 
 def _peak_rss_mb()->float:
     "Peak resident memory of this process so far, in MB (Linux reports KB, macOS bytes)."
@@ -253,7 +253,7 @@ def train(records:list[dict],     # example records (chat `messages`)
     trainer = make_trainer(model, tok, records, c.path, cfg)
     trainer.add_callback(clock := _step_clock())
     lengths = length_report(trainer, len(records), cfg.train.max_length)
-    _warn_lengths(lengths, len(records), c.train if c.train.exists() else c.path)
+    if note := length_note(dict(lengths, n_examples=len(records))): warnings.warn(f'{c.train if c.train.exists() else c.path}: {note}')
     last = last_complete_checkpoint(c.checkpoints) if resume and c.checkpoints.is_dir() else None
     t0 = time.time()
     res = trainer.train(resume_from_checkpoint=last)

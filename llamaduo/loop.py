@@ -11,7 +11,7 @@ from .config import RecipeError, Recipe, load_recipe, parse_overrides, write_jso
 from .run import Run, Cycle, Phase, run_phase, call_figures
 from .data import load_coverage, split_coverage, select_categories
 from .demo import demo_coverage
-from .align import align_phase
+from .align import align_phase, length_note
 from .models import load_tokenizer
 from .infer import infer_phase, base_infer_phase
 from .judge import judge_phase, baseline_phase, metric_names, SCORES
@@ -283,10 +283,8 @@ def _stop_reason(run:Run, c:Cycle)->str|None:
 
 def _length_note(c:Cycle)->str:
     "What training cut or left out for `train.max_length` (papermill keeps the cycle's warnings in its notebook)."
-    m = json.loads(c.train_metrics.read_text()) if c.train_metrics.exists() else {}
-    if not (m.get('cut_at_max_length') or m.get('dropped_too_long')): return ''
-    return (f"; {m['cut_at_max_length']} examples cut at train.max_length={m['max_length']} and {m['dropped_too_long']} "
-            f"left out (prompt too long): raise train.max_length to train them whole")
+    note = length_note(json.loads(c.train_metrics.read_text())) if c.train_metrics.exists() else ''
+    return f'; {note}' if note else ''
 
 def run_dir_loop(run:Run|str|Path, log=print)->dict:
     "Run the cycles of an initialised run folder until the threshold, max_cycles or the budget stops it; resumes finished work."

@@ -1,5 +1,5 @@
 "Align: each method on the tiny model, assistant-only loss mask, qlora gradients, resume, multi-process, demo learning."
-import json, os, socket, subprocess, sys, time
+import json, os, re, socket, subprocess, sys, time
 from pathlib import Path
 import pytest, torch
 
@@ -53,7 +53,7 @@ def test_examples_longer_than_max_length_are_counted_and_warned(base, recs, tmp_
     assert (m['cut_at_max_length'], m['dropped_too_long'], m['max_length']) == (1, 1, 96)
     assert json.loads((tmp_path/'train_metrics.json').read_text())['dropped_too_long'] == 1
     from llamaduo.loop import _length_note; from llamaduo.run import Cycle   # the loop's cycle line says it too
-    assert '1 examples cut at train.max_length=96 and 1 left out' in _length_note(Cycle(tmp_path))
+    assert re.search(r'^; of 10 training examples, 1 reach train.max_length=96 tokens .* and 1 are left out', _length_note(Cycle(tmp_path)))
 
 def test_full_weights_change_and_lora_leaves_base(base, recs, tmp_path):
     from transformers import AutoModelForCausalLM

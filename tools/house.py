@@ -26,11 +26,12 @@ def semicolons(src: str) -> int:
     return sum(1 for t in toks if t.type == tokenize.OP and t.string == ';')
 
 
-def exported_cells() -> list[str]:
-    "The source of every `#| export` / `#| exports` cell of the library notebooks."
+def exported_cells(only: list[str] | None = None) -> list[str]:
+    "The source of every `#| export` / `#| exports` cell of the library notebooks (of the notebooks `only` names)."
     out = []
     for f in sorted(NBS.glob('*.ipynb')):
         if f.name.startswith('_'): continue
+        if only and f.stem not in only and f.name not in only: continue
         for c in nbformat.read(f, as_version=4).cells:
             first = c.source.lstrip().split('\n', 1)[0].replace(' ', '')
             if c.cell_type == 'code' and first in ('#|export', '#|exports'): out.append(c.source)
@@ -87,6 +88,16 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
     return res
 
 
+def cell_figures(cells: list[str]) -> dict:
+    "Size (lines, `#|` directives left out) and definitions of exported cells."
+    sizes = sorted(len([l for l in c.splitlines() if not l.startswith('#|')]) for c in cells)
+    defs = [definitions(c) for c in cells]
+    p90 = sizes[int(0.9*(len(sizes)-1))] if sizes else 0
+    return dict(cells=len(cells), cell_median=statistics.median(sizes) if sizes else 0, cell_p90=p90,
+                cell_max=max(sizes, default=0), defs_per_cell=round(sum(defs)/max(len(defs), 1), 2),
+                over_80=sum(s > 80 for s in sizes), over_40=sum(s > 40 for s in sizes))
+
+
 def measure() -> dict:
     "Every figure of the issue's table, on the current tree."
     lines, long_, semis, longest = 0, 0, 0, 0
@@ -97,18 +108,13 @@ def measure() -> dict:
         long_ += sum(len(l) > 120 for l in ls)
         longest = max([longest] + [len(l) for l in ls])
         semis += semicolons(src)
-    cells = exported_cells()
-    sizes = sorted(len([l for l in c.splitlines() if not l.startswith('#|')]) for c in cells)
-    defs = [definitions(c) for c in cells]
+    cells = cell_figures(exported_cells())
     imps = imports()
     graph = {m: {src for src, _ in pairs if src != m} for m, pairs in imps.items()}
     private = sorted({f'{m} <- {src}.{name}' for m, pairs in imps.items() for src, name in pairs
                       if name.startswith('_') and src != m})
-    p90 = sizes[int(0.9*(len(sizes)-1))] if sizes else 0
     return dict(lines=lines, over_120=long_, over_120_pct=round(100*long_/max(lines, 1), 2), longest=longest,
-                semicolons=semis, cells=len(cells), cell_median=statistics.median(sizes), cell_p90=p90,
-                cell_max=max(sizes), defs_per_cell=round(sum(defs)/max(len(defs), 1), 2),
-                over_80=sum(s > 80 for s in sizes), circles=circles(graph), private_imports=private)
+                semicolons=semis, **cells, circles=circles(graph), private_imports=private)
 
 
 def broken(m: dict) -> list[str]:
@@ -127,12 +133,13 @@ if __name__ == '__main__':
     ap = argparse.ArgumentParser()
     ap.add_argument('--json', action='store_true')
     ap.add_argument('--check', action='store_true')
+    ap.add_argument('--nb', nargs='+', help='only the exported cells of these notebooks (names or stems)')
     a = ap.parse_args()
-    m = measure()
+    m = cell_figures(exported_cells(a.nb)) if a.nb else measure()
     if a.json: print(json.dumps(m))
     else:
         for k, v in m.items(): print(f'{k:16} {v}')
-    if a.check:
+    if a.check and not a.nb:
         bad = broken(m)
         for b in bad: print('FAIL:', b)
         sys.exit(1 if bad else 0)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import os, csv, json, time, warnings
 from pathlib import Path
 from fastcore.script import call_parse, Param
-from .config import Recipe, UserError, load_recipe, lora_rank_alpha, write_json, atomic_write, read_jsonl
+from .config import Recipe, UserError, load_recipe, lora_rank_alpha
+from .files import write_json, atomic_write, read_jsonl
 from .run import Cycle
 from .models import load_tokenizer, training_records
 

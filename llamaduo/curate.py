@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 import numpy as np
 from datasketch import MinHash, MinHashLSH, LeanMinHash
-from .config import SynthCfg, write_json, write_jsonl, load_recipe
+from .config import SynthCfg, load_recipe
+from .files import write_json, write_jsonl
 from .data import example_parts
 
 # %% auto #0

@@ -7,7 +7,8 @@ from __future__ import annotations
 import os, sys, json, time, shutil, signal, socket, subprocess, urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from .config import UserError, read_jsonl, write_json, write_jsonl, atomic_write, md_table
+from .config import UserError
+from .files import read_jsonl, write_json, write_jsonl, atomic_write, md_table
 from .run import Run, Cycle, Phase, run_phase
 from .data import prompt_turns
 from .judge import SCORES, metric_names, judge_responses, judge_metrics

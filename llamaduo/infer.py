@@ -6,7 +6,8 @@
 from __future__ import annotations
 import json
 from pathlib import Path
-from .config import Recipe, load_recipe, write_jsonl
+from .config import Recipe, load_recipe
+from .files import write_jsonl
 from .data import prompt_turns
 from .models import load_tokenizer, chat_adapter, end_of_turn_ids
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import re, json, math, statistics
 from pathlib import Path
 from importlib import resources
-from .config import write_json, write_jsonl, read_jsonl
+from .files import write_json, write_jsonl, read_jsonl
 from .data import example_parts, prompt_turns
-from .service import extract_json, check_budget
+from .service import extract_json
+from .ledger import check_budget
 
 # %% auto #0
 __all__ = ['JUDGE_FIELDS', 'PAIR_FIELDS', 'SCORES', 'load_template', 'fill', 'judge_messages', 'score_value', 'parse_grades',

@@ -6,10 +6,12 @@
 from __future__ import annotations
 import math, time, random, hashlib
 from pathlib import Path
-from .config import SynthCfg, write_json, write_jsonl
+from .config import SynthCfg
+from .files import write_json, write_jsonl
 from .curate import clean, stage_counts
 from .data import example_parts
-from .service import extract_json, check_budget
+from .service import extract_json
+from .ledger import check_budget
 from .run import Cycle
 
 # %% auto #0

@@ -116,7 +116,7 @@ class BatchServer(LocalServer):
     # --- executing one request (online or inside a job)
     def execute(self, kind:str, req:dict, cid:str|None=None, key:str='')->tuple[int, dict]:
         "Answer one request: (status, body). Scripted faults first; a 200 inside a job is one paid request."
-        from llamaduo.demo import demo_reply
+        from llamaduo.demo_service import demo_reply
         msgs = messages_of(kind, req)
         last = next((m['content'] for m in reversed(msgs) if m['role'] == 'user'), '')
         with self.lock:

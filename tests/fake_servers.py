@@ -160,7 +160,7 @@ class DemoLLMServer(FakeLLMServer):
         self.ok += 1
         return 'ok'
     def answer(self, last, req):
-        from llamaduo.demo import demo_reply
+        from llamaduo.demo_service import demo_reply
         return demo_reply(req.get('messages', []))
 
 def _do_GET(self):

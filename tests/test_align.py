@@ -3,7 +3,8 @@ import json, os, re, socket, subprocess, sys, time
 from pathlib import Path
 import pytest, torch
 
-from llamaduo.config import load_recipe, read_jsonl, write_jsonl
+from llamaduo.config import load_recipe
+from llamaduo.files import read_jsonl, write_jsonl
 from llamaduo.demo import demo_coverage, score_answers, build_demo_base
 from llamaduo.infer import greedy
 from llamaduo.align import (load_for_training, load_tokenizer, make_trainer, fix_cpu_4bit, lora_grads,

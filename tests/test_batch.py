@@ -8,8 +8,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from batch_servers import BatchServer
 from fake_servers import FakeLLMServer
 from llamaduo.config import ServiceCfg, load_recipe
-from llamaduo.service import ServiceClient, ServiceError, BudgetExceeded, CallCache, check_budget
-from llamaduo.batch import JobsFile, OpenAIBatch, AnthropicBatch, GeminiBatch
+from llamaduo.service import ServiceClient, ServiceError
+from llamaduo.ledger import BudgetExceeded, CallCache, check_budget
+from llamaduo.batch import JobsFile, OpenAIBatch, AnthropicBatch, GeminiBatch, batch_client
 from llamaduo.demo import make_task, task_record, CATEGORIES
 from llamaduo.judge import judge_responses, compute_metrics
 
@@ -37,7 +38,7 @@ def cfg_for(srv, provider, **kw)->ServiceCfg:
                                 batch_poll_s=0.02, prices={'fake-model': PRICE}), **kw})
 
 def client(srv, provider, cache, **kw)->ServiceClient:
-    return ServiceClient(cfg_for(srv, provider, **kw), cache_dir=cache, backoff=(0.01, 0.05), progress=False)
+    return batch_client(cfg_for(srv, provider, **kw), cache_dir=cache, backoff=(0.01, 0.05), progress=False)
 
 def reqs(n, tag='f', start=0):
     "Distinct requests the demo answers deterministically: system prompts, JSON mode, samples and temperatures mixed."
@@ -176,10 +177,10 @@ def test_failed_validation_is_an_error_with_the_providers_message(srv, provider,
 KILLED = r'''
 import sys
 from llamaduo.config import ServiceCfg
-from llamaduo.service import ServiceClient
+from llamaduo.batch import batch_client
 sys.path.insert(0, sys.argv[3]); from test_batch import cfg_for, reqs
 class S: url = sys.argv[1]
-c = ServiceClient(cfg_for(S, sys.argv[4], batch=True), cache_dir=sys.argv[2], progress=False)
+c = batch_client(cfg_for(S, sys.argv[4], batch=True), cache_dir=sys.argv[2], progress=False)
 c.run_id, c.folder = 'run-1', 'cycle_00'
 c.batch(reqs(5), phase='synth')
 print('finished')   # never: the job is held
@@ -232,12 +233,12 @@ def test_cancel_batch_jobs_then_collected(srv, provider, tmp_path):
 def test_demo_jobs_lost_with_the_process_are_resubmitted(tmp_path):
     "The demo's jobs live in the process: an open job found after a restart is gone, its requests go out again."
     cfg = ServiceCfg(provider='demo', batch=True, batch_poll_s=0.01)
-    c = ServiceClient(cfg, cache_dir=tmp_path, progress=False)
+    c = batch_client(cfg, cache_dir=tmp_path, progress=False)
     keys = [c._body(r)[0] for r in reqs(3)]
     JobsFile(tmp_path).add(dict(id='demo-batch-gone', provider='demo', model='demo', endpoint=None, phase='synth', run=None, folder=None,
                                 n=3, worst_usd=0.0, created=time.time(), state='open', status='submitted', keys=keys))
     out = c.batch(reqs(3), phase='synth')
-    online = ServiceClient(ServiceCfg(provider='demo'), cache_dir=tmp_path/'on', progress=False).batch(reqs(3), phase='synth')
+    online = batch_client(ServiceCfg(provider='demo'), cache_dir=tmp_path/'on', progress=False).batch(reqs(3), phase='synth')
     assert [r.text for r in out] == [r.text for r in online] and all(r.attempts == 2 and r.batch_job != 'demo-batch-gone' for r in out)
     jobs = JobsFile(tmp_path).read()
     assert jobs['demo-batch-gone']['state'] == 'collected' and jobs['demo-batch-gone']['unfinished'] == 3 and len(jobs) == 2
@@ -261,7 +262,7 @@ def test_budget_cap_refuses_jobs_past_it(srv, tmp_path):
 
 def test_progress_shows_job_state(srv, tmp_path, capfd):
     srv.polls = 4
-    c = ServiceClient(cfg_for(srv, 'openai', batch=True), cache_dir=tmp_path, backoff=(0.01, 0.05), progress=True)
+    c = batch_client(cfg_for(srv, 'openai', batch=True), cache_dir=tmp_path, backoff=(0.01, 0.05), progress=True)
     c.batch(reqs(3), phase='synth', desc='synthesize')
     cap = capfd.readouterr(); err = cap.out + cap.err
     job, = srv.jobs
@@ -272,7 +273,7 @@ def test_progress_shows_job_state(srv, tmp_path, capfd):
 
 def test_no_batch_api_falls_back_online(tmp_path):
     with FakeLLMServer() as s:
-        c = ServiceClient(ServiceCfg(provider='openai', model='m', base_url=s.url + '/v1', batch=True), cache_dir=tmp_path, progress=False)
+        c = batch_client(ServiceCfg(provider='openai', model='m', base_url=s.url + '/v1', batch=True), cache_dir=tmp_path, progress=False)
         with pytest.warns(UserWarning, match='no batch API'): out = c.batch(reqs(2))
         assert [r.status for r in out] == ['ok']*2 and 'echo' in out[0].text and out[0].batch_job is None and len(s.requests) == 2
 
@@ -290,7 +291,7 @@ def test_judge_phase_same_metrics_in_batch_mode(srv, provider, tmp_path):
     def judge(batch, cache):
         if provider == 'demo':
             cfg = load_recipe('demo', ['service.judge_noise=3', f'service.batch={json.dumps(batch)}', 'service.batch_poll_s=0.01']).service
-            c = ServiceClient(cfg, cache_dir=cache, seed=42, progress=False)
+            c = batch_client(cfg, cache_dir=cache, seed=42, progress=False)
         else: c = client(srv, 'openai', cache, batch=batch)
         return judge_responses(c, tests, resps, m=3), c
     on, _ = judge(False, tmp_path/'on')

@@ -4,11 +4,13 @@ from pathlib import Path
 import httpx2, openai, pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from llamaduo.capture import capture_app, serving, scrub
+from llamaduo.capture import capture_app
+from llamaduo.proxy import serving
+from llamaduo.secrets import scrub
 from llamaduo.logs import import_log
 from llamaduo.route import route_app, shadow_report
 from llamaduo.data import DataError, load_coverage, prompt_id
-from llamaduo.config import read_jsonl
+from llamaduo.files import read_jsonl
 
 KEY = 'sk-test-Qm9vYmFyYmF6cXV4MTIzNDU2Nzg5'
 

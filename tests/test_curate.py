@@ -1,7 +1,8 @@
 "Cleaning on real-looking text (issue 15): short items, the n-gram index, stage order, genuine pairs, and `llamaduo curate`."
 import json
 import pytest
-from llamaduo.config import SynthCfg, read_jsonl, write_jsonl
+from llamaduo.config import SynthCfg
+from llamaduo.files import read_jsonl, write_jsonl
 from llamaduo.curate import clean, near_duplicates, ngram_overlaps, quality_issue
 from llamaduo.data import load_coverage
 from llamaduo.cli import main

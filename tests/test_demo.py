@@ -2,8 +2,8 @@
 import json, random
 from pathlib import Path
 import pandas as pd, pytest
-from llamaduo.demo import (make_task, solve, verify, demo_coverage, CATEGORIES, POSITIVE, NEGATIVE, SUBJECTS, VERBS, THINGS,
-                           FUNCS, LEVELS)
+from llamaduo.demo import (make_task, solve, verify, demo_coverage, CATEGORIES, POSITIVE, NEGATIVE, SUBJECTS, VERBS,
+                           THINGS, FUNCS, LEVELS)
 from llamaduo.bench import bench_demo
 
 def test_every_level_of_every_category_is_solved_from_its_prompt_alone():

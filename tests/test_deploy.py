@@ -2,7 +2,7 @@
 import json, shutil
 from pathlib import Path
 import pytest
-from llamaduo.config import write_json, read_jsonl
+from llamaduo.files import write_json, read_jsonl
 from llamaduo.deploy import deploy, merge_model, break_even, port_free
 
 

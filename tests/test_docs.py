@@ -24,33 +24,34 @@ def fake_run(d: Path) -> Path:
 def test_docs_site(tmp_path):
     run = fake_run(tmp_path/'run')
     out, build = tmp_path/'site', tmp_path/'_docs'
-    r = subprocess.run([sys.executable, 'tools/docs.py', '--only', '00_config', '01_data', '--out', str(out),
+    r = subprocess.run([sys.executable, 'tools/docs.py', '--only', '00_config', '00a_files', '01_data', '--out', str(out),
                         '--build', str(build), '--run', str(run), '--check', '--execute'],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert 'check: ok' in r.stdout and r.stdout.strip().splitlines()[-1] == str(out/'index.html')
     # pages: home, the two phases in order, API pages, the example run with its plot
     home = (out/'index.html').read_text()
-    for f in ['00_config.html', '01_data.html', 'api/config.html', 'api/data.html', 'example/report.html',
+    for f in ['00_config.html', '00a_files.html', '01_data.html', 'api/config.html', 'api/files.html', 'api/data.html', 'example/report.html',
               'example/cycle_00.html', 'example/cycle_01.html', 'example/plots/score_vs_volume.png', 'search/search_index.js']:
         assert (out/f).exists(), f
     nav = re.findall(r'href="(00_config|01_data)\.html"', home)
     assert nav and nav.index('00_config') <= nav.index('01_data')
     assert 'example/plots/score_vs_volume.png' in home and 'Move a task off a paid service LLM' in home
     # API entries from the kept library: signature, docstring, per-parameter docments
-    api = (out/'api'/'config.html').read_text()
-    assert 'id="load_recipe"' in api and 'id="atomic_write"' in api and 'destination file' in api
+    api = (out/'api'/'files.html').read_text()
+    assert 'id="load_recipe"' in (out/'api'/'config.html').read_text()
+    assert 'id="atomic_write"' in api and 'destination file' in api
     # show_doc's signature, docments' parameter table (`str | Path` kept in one cell), a pydantic model's fields table
     assert 'atomic_write' in re.sub(r'<[^>]+>', '', api.split('id="atomic_write"')[1].split('<table>')[0])
     tbl = api.split('id="atomic_write"')[1].split('<table>')[1].split('</table>')[0]
     assert re.search(r'<td>path</td>\s*<td>str \| Path</td>\s*<td>destination file</td>', tbl), tbl
-    fields = api.split('id="datacfg"')[1].split('<table>')[1].split('</table>')[0]
+    fields = (out/'api'/'config.html').read_text().split('id="datacfg"')[1].split('<table>')[1].split('</table>')[0]
     assert re.search(r'<td>test_frac</td>\s*<td>float</td>\s*<td>0.2</td>\s*<td>share of each category held out', fields), fields
     assert 'id="split_coverage"' in (out/'api'/'data.html').read_text()
     # nbdev directives stripped, hidden cells dropped; the example's committed outputs shown
-    page = (out/'00_config.html').read_text()
+    page = (out/'00a_files.html').read_text()
     assert '#| export' not in page and '#| hide' not in page and 'default_exp' not in page
-    assert 'class _Boom' not in page            # a `#| hide` cell of 00_config
+    assert 'class _Boom' not in page            # a `#| hide` cell of 00a_files
     assert 'class="jp-OutputArea-child' in (out/'01_data.html').read_text()   # executed: examples show outputs
     cyc = (out/'example'/'cycle_00.html').read_text()
     assert 'CYCLE0-OUTPUT' in cyc and 'secret_setup' not in cyc

@@ -1,12 +1,14 @@
 "`llamaduo estimate`: the counts are what the loop's phases send to the (demo) service, dollars online and in batch, unknown prices, unreadable data and the options that replace it, the estimate beside a run's actual usage."
 import json, math, socket
 import pytest
-from llamaduo.config import load_recipe, write_jsonl, UserError
+from llamaduo.config import load_recipe, UserError
+from llamaduo.files import write_jsonl
 from llamaduo.data import example_parts
 from llamaduo.run import Run, run_phase
-from llamaduo.loop import COVERAGE, JUDGE, BASELINE, SYNTH, synth_volume, metrics_table
-from llamaduo.estimate import (estimate, estimate_splits, coverage_splits, write_estimate, estimate_vs_actual, EstimateError,
+from llamaduo.loop import COVERAGE, JUDGE, BASELINE, SYNTH, metrics_table
+from llamaduo.estimate import (estimate, estimate_splits, write_estimate, estimate_vs_actual, EstimateError,
                                ESTIMATE_FILE, OPTIONS)
+from llamaduo.run import coverage_splits
 
 OPENAI = ['service.provider=openai', 'service.model=gpt-4o-2024-08-06']
 
@@ -24,7 +26,7 @@ def _run_cycle0(tmp_path, cfg)->Run:
     write_jsonl(c.responses, [dict(prompt_id=r['prompt_id'], category=r['category'], k=k, response=example_parts(r)[1])
                               for r in run.test for k in range(cfg.infer.k)])
     run_phase(run, c, JUDGE); run_phase(run, c, BASELINE)   # judge first: the demo service answers as the references say
-    run_phase(run, c, SYNTH, n=synth_volume(cfg, 0), cycle=1, before=0)
+    run_phase(run, c, SYNTH, n=cfg.synth.volume(0), cycle=1, before=0)
     return run
 
 def test_counts_and_tokens_are_what_the_demo_service_receives(tmp_path):
@@ -54,7 +56,7 @@ def test_whole_loop_worst_case_and_batch_half(capsys):
     e = estimate('demo', OPENAI)
     cfg = load_recipe('demo', OPENAI)
     n, per = len(coverage_splits(cfg)[1]), cfg.synth.per_call
-    vols = [synth_volume(cfg, t) for t in range(cfg.loop.max_cycles - 1)]
+    vols = [cfg.synth.volume(t) for t in range(cfg.loop.max_cycles - 1)]
     assert e['calls'] == cfg.loop.max_cycles * n * cfg.infer.k * cfg.judge.m + sum(math.ceil(v / per) for v in vols)
     assert e['phases']['synth']['calls'] == sum(math.ceil(v / per) for v in vols) and e['synth_volumes'] == vols
     assert e['online_usd'] > 0 and e['batch_usd'] == pytest.approx(e['online_usd'] / 2, abs=1e-5)
@@ -97,7 +99,7 @@ def test_options_replace_the_data():
     cfg = load_recipe('no_robots'); k, m, T = cfg.infer.k, cfg.judge.m, cfg.loop.max_cycles
     assert e['phases']['judge']['calls'] == T * 70 * k * m and e['phases']['base_model']['calls'] == 70 * k * m
     assert e['phases']['baseline']['calls'] == 70 + 70 * m
-    assert e['phases']['synth']['calls'] == sum(math.ceil(synth_volume(cfg, t) / cfg.synth.per_call) for t in range(T - 1))
+    assert e['phases']['synth']['calls'] == sum(math.ceil(cfg.synth.volume(t) / cfg.synth.per_call) for t in range(T - 1))
     assert e['data'] == dict(train_size=1300, test_size=70, prompt_chars=900.0, response_chars=450.0, source='options')
     # 400 more characters in each prompt: 100 more tokens in each judge call (4 characters per token)
     f = estimate('no_robots', **{**opts, 'prompt_chars': 1300}, quiet=True)

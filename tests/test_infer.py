@@ -3,7 +3,8 @@ import json, sys
 from pathlib import Path
 import pytest, torch
 
-from llamaduo.config import load_recipe, read_jsonl
+from llamaduo.config import load_recipe
+from llamaduo.files import read_jsonl
 from llamaduo.demo import demo_coverage
 from llamaduo.align import train
 from llamaduo.demo import build_demo_base

@@ -3,9 +3,11 @@ import json, random
 from pathlib import Path
 from types import SimpleNamespace
 import pytest
-from llamaduo.config import load_recipe, read_jsonl, write_jsonl
+from llamaduo.config import load_recipe
+from llamaduo.files import read_jsonl, write_jsonl
 from llamaduo.demo import make_task, task_record, verify, CATEGORIES
-from llamaduo.service import ServiceClient, BudgetExceeded
+from llamaduo.service import ServiceClient
+from llamaduo.ledger import BudgetExceeded
 from llamaduo.data import example_parts
 from llamaduo.run import Run, run_phase
 from llamaduo.loop import JUDGE, BASELINE

@@ -159,7 +159,7 @@ def test_resume_refuses_settings_that_change_results(tmp_path):
 def test_sweep_nested_subsets_and_report(tmp_path):
     "The data-volume sweep: one executed notebook per point, nested training sets, metrics by size; then the report."
     from llamaduo.loop import sweep, report
-    from llamaduo.config import read_jsonl
+    from llamaduo.files import read_jsonl
     over = {**SMALL, 'loop.sweep_sizes': [24, 60], 'synth.volumes': [64], 'train.max_steps': 6, 'train.epochs': 1}
     df = sweep('demo', tmp_path/'run', over, quiet=True)
     sd = tmp_path/'run'/'sweep'

@@ -87,7 +87,7 @@ def test_deploy_a_fine_tuned_smollm2(smol, tmp_path):
     "A LoRA on SmolLM2 merged, saved with its own template and generation config, served, and swapped in through the OpenAI SDK."
     import json, shutil
     from llamaduo.loop import init_run
-    from llamaduo.config import write_json
+    from llamaduo.files import write_json
     from llamaduo.deploy import deploy
     run = init_run('demo', tmp_path/'run', {'data.demo_size': 16, 'model.base': 'smollm2-135m', 'model.method': 'lora',
                                            'train.max_steps': 2, 'train.batch_size': 4, 'train.save_steps': 100})

@@ -5,7 +5,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_servers import FakeLLMServer
 from llamaduo.config import ServiceCfg
-from llamaduo.service import ServiceClient, ServiceError, Reply, extract_json, CallCache
+from llamaduo.service import ServiceClient, ServiceError, extract_json
+from llamaduo.ledger import Reply, CallCache
 from llamaduo.config import load_recipe
 from llamaduo.run import Run, write_calls
 
@@ -198,7 +199,7 @@ def test_missing_key_names_the_variable(monkeypatch, tmp_path):
     assert c.key_env == 'NO_SUCH_KEY'                      # compatible servers without a key get 'EMPTY'
 
 def test_demo_provider_uses_demo_reply(tmp_path):
-    from llamaduo.demo import demo_reply
+    from llamaduo.demo_service import demo_reply
     cfg = ServiceCfg(provider='demo', judge_noise=10)
     m = msgs('<instruction>\nWhat is 2+2?\n</instruction>\n<reference>\n4\n</reference>\n<response>\n4\n</response>')
     c = ServiceClient.from_config(cfg, cache_dir=tmp_path, seed=7, progress=False)

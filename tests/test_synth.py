@@ -2,7 +2,8 @@
 import json, os
 from types import SimpleNamespace
 import pytest
-from llamaduo.config import SynthCfg, read_jsonl
+from llamaduo.config import SynthCfg
+from llamaduo.files import read_jsonl
 from llamaduo.synth import draw_seeds, synth_record, synthesize
 from llamaduo.curate import FILTER_RULES, clean, near_duplicates, quality_issue, rouge_l
 from llamaduo.data import example_parts
@@ -105,7 +106,7 @@ def test_synthesize_report_adds_up_and_files_atomic(tmp_path):
 
 def test_budget_refusal_stops_synthesis_unwritten(tmp_path):
     "A call refused by the budget stops the phase before anything is written, so a resume sends it again."
-    from llamaduo.service import BudgetExceeded
+    from llamaduo.ledger import BudgetExceeded
     with pytest.raises(BudgetExceeded, match='refused'):
         synthesize(FakeClient('budget_exceeded'), TRAIN[:2], [], TEST, n=10, cycle=2, cfg=SynthCfg(per_call=3), seed=0, out=tmp_path)
     assert os.listdir(tmp_path) == []

@@ -20,7 +20,7 @@ CSV = re.compile(r'<!-- csv-table: (\S+?) -->')
 def csv_table(path:Path)->str:
     "A recorded CSV (tools/record_run.py) as a Markdown table."
     import csv
-    from llamaduo.config import md_table
+    from llamaduo.files import md_table
     rows = list(csv.reader(path.open(encoding='utf-8')))
     return md_table(rows[1:], rows[0])
 

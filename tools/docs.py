@@ -6,7 +6,7 @@
     python tools/docs.py --only 00_config 01_data --out /tmp/site --check
 
 Build source goes to `_docs/` (git-ignored; the notebooks in nbs/ are never modified), the site to `site/`.
-Pages: index.ipynb is the home page, then the phase notebooks in numeric order (`_`-prefixed ones excluded), an
+Pages: index.ipynb is the home page, architecture.ipynb the import graph, then the phase notebooks in numeric order (`_`-prefixed ones excluded), an
 API reference page per module and the example run.  nbdev does the notebook work: `nbdev.test.test_nb` executes
 (skipping `#| eval: false`, `tst_flags` and `nbdev_export(` cells), `NBProcessor` with nbdev's own processors
 parses the directives and drops `#| hide` cells, and the API pages are `nbdev.showdoc.show_doc` entries (signature,
@@ -146,7 +146,8 @@ def build(out='site', build_dir='_docs', execute_nbs=False, run=None, only=None,
 
     nbs = sorted(p for p in nbs_dir.glob('[0-9]*.ipynb'))
     if only: nbs = [p for p in nbs if any(p.stem == o or p.stem.startswith(o) or p.stem.split('_', 1)[-1] == o for o in only)]
-    pages = [nbs_dir/'index.ipynb'] + nbs
+    arch = [nbs_dir/'architecture.ipynb'] if (nbs_dir/'architecture.ipynb').exists() and not only else []
+    pages = [nbs_dir/'index.ipynb'] + arch + nbs   # the home page, the import graph, then the library in order
     report = {'pages': [], 'api': [], 'example': [], 'errors': {}, 'timings': {}}
 
     # read as committed; executed: test_nb in a fresh worker process per notebook, its outputs put in
@@ -187,16 +188,18 @@ def build(out='site', build_dir='_docs', execute_nbs=False, run=None, only=None,
     # library notebooks -> docs notebooks + API pages
     nav_phases, nav_api, home = [], [], None
     site_title, site_desc = cfg.get('title', pkg), cfg.get('description', '')
+    sys.path.insert(0, str(Path(__file__).parent))
+    from readme import recorded_tables
     for p in pages:
         nb, module, fm = docs_nb(loaded[p])
         title = fm.get('title') or p.stem
+        for c in nb.cells:   # the recorded runs' and benches' tables (`<!-- csv-table: ... -->`), as in the README
+            if c.cell_type == 'markdown': c.source = recorded_tables(c.source, nbs_dir)
         if p.stem == 'index':
             site_title, site_desc = fm.get('title') or site_title, fm.get('description') or site_desc
             stems = {q.stem for q in nbs}
-            from readme import recorded_tables
-            for c in nb.cells:   # link the phases table to the pages; the recorded runs' tables, as in the README
+            for c in nb.cells:   # link the phases table to the pages
                 if c.cell_type == 'markdown':
-                    c.source = recorded_tables(c.source, nbs_dir)
                     c.source = re.sub(r'`(\d\d_\w+)`', lambda m: f'[`{m.group(1)}`]({m.group(1)}.html)' if m.group(1) in stems else m.group(0), c.source)
             if plots:
                 main = 'score_vs_volume.png' if 'score_vs_volume.png' in plots else plots[0]

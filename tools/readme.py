@@ -30,6 +30,7 @@ def recorded_tables(text:str, root:Path)->str:
 
 def render(nb_path='nbs/index.ipynb')->str:
     nb = nbformat.read(nb_path, as_version=4)
+    nb.metadata['language_info'] = {'name': 'python'}   # code cells as ```python blocks
     for c in nb.cells:
         if c.cell_type == 'markdown': c.source = recorded_tables(c.source, Path(nb_path).parent)
     nb.cells = [c for c in nb.cells if not c.source.lstrip().startswith('#| hide')]

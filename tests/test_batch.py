@@ -1,12 +1,11 @@
 """Batch mode (`service.batch`): each official SDK against local servers implementing the providers' batch endpoints
-(tests/batch_servers.py), answering as the offline demo does — same replies and records as online, at half price,
+(`llamaduo.fakes.BatchServer`), answering as the offline demo does — same replies and records as online, at half price,
 split at the limits, failures retried and counted, expired/cancelled/failed jobs handled, a killed client resumed."""
 import json, os, random, signal, subprocess, sys, threading, time
 from pathlib import Path
 import pytest
 sys.path.insert(0, str(Path(__file__).parent))
-from batch_servers import BatchServer
-from fake_servers import FakeLLMServer
+from llamaduo.fakes import BatchServer, FakeLLMServer
 from llamaduo.config import ServiceCfg, load_recipe
 from llamaduo.service import ServiceClient, ServiceError
 from llamaduo.ledger import BudgetExceeded, CallCache, check_budget

@@ -1,11 +1,11 @@
-"""Money and keys, driven through the CLI with the official OpenAI SDK against a local server (tests/fake_servers.py) that
+"""Money and keys, driven through the CLI with the official OpenAI SDK against a local server (`llamaduo.fakes`) that
 requires a key, injects 20% faults (429 + Retry-After, 500s that echo the caller's key, hangs past the timeout, malformed
 and truncated bodies) and answers the real judge and synthesis prompts as the offline demo service does."""
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import pandas as pd, pytest
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_servers import DemoLLMServer
+from llamaduo.fakes import DemoLLMServer
 from functools import partial
 from test_loop import SMALL, _sets, _wait
 _wait = partial(_wait, timeout=300, poll=0.01)   # the faulty server's runs are short: look often

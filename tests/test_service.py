@@ -1,9 +1,9 @@
-"""Acceptance tests of the service layer: the real SDKs over real local HTTP (tests/fake_servers.py)."""
+"""Acceptance tests of the service layer: the real SDKs over real local HTTP (`llamaduo.fakes`)."""
 import asyncio, json, os, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 import pytest
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_servers import FakeLLMServer
+from llamaduo.fakes import FakeLLMServer
 from llamaduo.config import ServiceCfg
 from llamaduo.service import ServiceClient, ServiceError, extract_json
 from llamaduo.ledger import Reply, CallCache

@@ -43,7 +43,8 @@ def chat_turns(messages)->list[dict]|str:
 def reply_of(body)->dict:
     "The reply of a chat.completion body: model, text, usage, finish_reason, tool_calls."
     body = body if isinstance(body, dict) else {}
-    ch = (body.get('choices') or [{}])[0] or {}; msg = ch.get('message') or {}
+    ch = (body.get('choices') or [{}])[0] or {}
+    msg = ch.get('message') or {}
     return dict(model=body.get('model'), text=content_text(msg.get('content')), usage=body.get('usage'), finish_reason=ch.get('finish_reason'),
                 tool_calls=bool(msg.get('tool_calls')), done=True)
 
@@ -51,7 +52,9 @@ def _assemble(events)->dict:
     "The reply of a streamed answer from its server-sent events (`done`: the `[DONE]` event came)."
     r = dict(model=None, text='', usage=None, finish_reason=None, tool_calls=False, done=False)
     for e in events:
-        if e.data.strip() == '[DONE]': r['done'] = True; break
+        if e.data.strip() == '[DONE]':
+            r['done'] = True
+            break
         try: d = json.loads(e.data)
         except ValueError: d = None
         if not isinstance(d, dict) or 'error' in d: return dict(r, finish_reason=None)   # an error event: no reply
@@ -59,7 +62,8 @@ def _assemble(events)->dict:
         for ch in d.get('choices') or []:
             if ch.get('index', 0) != 0: continue
             delta = ch.get('delta') or {}
-            r['text'] += delta.get('content') or ''; r['tool_calls'] |= bool(delta.get('tool_calls'))
+            r['text'] += delta.get('content') or ''
+            r['tool_calls'] |= bool(delta.get('tool_calls'))
             r['finish_reason'] = ch.get('finish_reason') or r['finish_reason']
     return r
 
@@ -92,7 +96,8 @@ def exchange_record(request:dict,          # the chat request body
 class RecordLog:
     "JSON lines appended to `path`, each whole, by every request, thread and process; a torn last line is cut off on open."
     def __init__(self, path:str|Path):
-        self.path = Path(path); self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fd, self.lock, self.n = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), threading.Lock(), 0
         with self._locked(): self._repair()
     @contextlib.contextmanager
@@ -105,11 +110,15 @@ class RecordLog:
         end = size = os.fstat(self.fd).st_size
         with open(self.path, 'rb') as f:
             while end > 0:
-                f.seek(start := max(0, end - 65536)); i = f.read(end - start).rfind(b'\n')
-                if i >= 0: end = start + i + 1; break
+                f.seek(start := max(0, end - 65536))
+                i = f.read(end - start).rfind(b'\n')
+                if i >= 0:
+                    end = start + i + 1
+                    break
                 end = start
         if end < size:
-            os.truncate(self.path, end); print(f'{self.path}: cut off a torn last line ({size - end} bytes)', file=sys.stderr)
+            os.truncate(self.path, end)
+            print(f'{self.path}: cut off a torn last line ({size - end} bytes)', file=sys.stderr)
     def append(self, rec:dict):
         "Append one record as one line."
         view = memoryview((json.dumps(rec, ensure_ascii=False, default=str) + '\n').encode())
@@ -117,8 +126,6 @@ class RecordLog:
             while view: view = view[os.write(self.fd, view):]
         self.n += 1
     def close(self): os.close(self.fd)
-
-
 
 # %% ../nbs/12a_capture.ipynb #1d9779f7
 def capture_app(upstream:str, out:str, tag:str|None=None, redact_pii:bool=True, timeout:float=600.0)->Starlette:
@@ -132,7 +139,9 @@ def capture_app(upstream:str, out:str, tag:str|None=None, redact_pii:bool=True, 
             if not ((reply := parse_reply(raw, resp.headers))['done'] or final): return False   # a '[DONE]' in the text: not the end yet
             rec = exchange_record(json_body(body), reply, tg, time.perf_counter() - t0, redact_pii)
             if isinstance(rec, str): stats[f'skipped: {rec}'] += 1
-            else: log.append(rec); stats['records'] += 1
+            else:
+                log.append(rec)
+                stats['records'] += 1
             return True
         return await relay(resp, done if is_chat(request.scope) and resp.status < 300 else None)
     async def close(): log.close()

@@ -215,9 +215,11 @@ def _model_at(loc:tuple)->type[BaseModel]|None:
 def _explain(e:ValidationError, src:str)->RecipeError:
     msgs = []
     for err in e.errors():
-        loc = tuple(err['loc']); key = '.'.join(map(str, loc))
+        loc = tuple(err['loc'])
+        key = '.'.join(map(str, loc))
         if err['type'] == 'extra_forbidden':
-            m = _model_at(loc[:-1]); valid = list(m.model_fields) if m else []
+            m = _model_at(loc[:-1])
+            valid = list(m.model_fields) if m else []
             close = difflib.get_close_matches(str(loc[-1]).replace('-', '_'), valid, n=1, cutoff=0.5)
             hint = f" — did you mean '{'.'.join(map(str, loc[:-1] + (close[0],)))}'?" if close else f" (valid keys here: {', '.join(valid)})"
             msgs.append(f"unknown key '{key}'{hint}")
@@ -230,7 +232,8 @@ def load_recipe(recipe:str|Path|dict|None='demo', # recipe name, YAML path, or a
     "Load a recipe into typed settings; unknown keys and bad values raise `RecipeError` naming the key."
     if isinstance(recipe, dict): raw, src = recipe, '<dict>'
     else:
-        p = recipe_path(recipe or 'demo'); src = str(p)
+        p = recipe_path(recipe or 'demo')
+        src = str(p)
         try: raw = yaml.safe_load(p.read_text(encoding='utf-8')) or {}
         except yaml.YAMLError as e: raise RecipeError(f'{p}: not valid YAML: {e}') from None
         if not isinstance(raw, dict): raise RecipeError(f'{p}: a recipe must be a mapping of sections, got {type(raw).__name__}')

@@ -177,10 +177,12 @@ def demo_coverage(n:int=200,              # number of examples
     "A coverage dataset of `n` distinct demo examples, balanced over the categories."
     cats, rng, seen, out, tries = categories or CATEGORIES, random.Random(seed), set(), [], 0
     while len(out) < n:
-        t = make_task(cats[len(out) % len(cats)], rng); tries += 1
+        t = make_task(cats[len(out) % len(cats)], rng)
+        tries += 1
         if tries > 50 * n + 1000: raise ValueError(f'demo_coverage: cannot find {n} distinct tasks (the demo task space is too small)')
         if t['prompt'] in seen: continue
-        seen.add(t['prompt']); out.append(task_record(t))
+        seen.add(t['prompt'])
+        out.append(task_record(t))
     return out
 
 # %% ../nbs/02_demo.ipynb #ff55378a
@@ -212,7 +214,8 @@ def demo_corpus(n:int=4000, seed:int=0)->list[str]:
     rng = random.Random(seed)
     out = []
     for i in range(n):
-        t = make_task(CATEGORIES[i % 4], rng); out += [t['prompt'], t['response']]
+        t = make_task(CATEGORIES[i % 4], rng)
+        out += [t['prompt'], t['response']]
     return out
 
 def build_demo_base(path:str|Path,     # folder to save the base model into
@@ -236,7 +239,8 @@ def build_demo_base(path:str|Path,     # folder to save the base model into
     import tempfile, shutil
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f'.{path.name}.'))   # own folder: builders may race
-    model.save_pretrained(tmp); tok.save_pretrained(tmp)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
     write_json(tmp/'llamaduo_base.json', dict(kind='demo-tiny', seed=seed, hidden=hidden, layers=layers,
                                                params=sum(p.numel() for p in model.parameters())))
     try: tmp.replace(path)

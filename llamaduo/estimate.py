@@ -66,7 +66,9 @@ def _hub_unreachable()->str|None:
     from urllib.parse import urlparse
     from huggingface_hub import constants
     host = urlparse(constants.ENDPOINT).hostname
-    try: socket.getaddrinfo(host, 443); return None
+    try:
+        socket.getaddrinfo(host, 443)
+        return None
     except OSError as e: return f'{host} cannot be reached from here ({e})'
 
 def read_splits(cfg:Recipe,   # the recipe
@@ -165,7 +167,8 @@ def estimate_splits(cfg:Recipe,          # the recipe
                    )->dict:
     "Calls, tokens and dollars of the loop on these splits, per phase and cycle, online and in batch; totals, assumptions, notes."
     if not test or not train: raise EstimateError(f"the coverage split has {len(train)} train and {len(test)} test records: both are needed")
-    count, per_msg, rule = token_rule(cfg.service); count = lru_cache(maxsize=None)(count)
+    count, per_msg, rule = token_rule(cfg.service)
+    count = lru_cache(maxsize=None)(count)
     svc, jc, K = cfg.service, cfg.judge, cfg.infer.k
     resp = lambda n: [dict(prompt_id=r['prompt_id'], category=r.get('category'), k=k, response=_truncate(example_parts(r)[1], n, count))
                       for r in test for k in range(K)]
@@ -185,7 +188,8 @@ def estimate_splits(cfg:Recipe,          # the recipe
         if t == cfg.loop.max_cycles - 1 or (n := cfg.synth.volume(t)) < 1: continue
         reqs = requests_of(synthesize, _Recorder(), train, [], test, n, t + 1, cfg.synth, cfg.seed, None)
         counts = [min(cfg.synth.per_call, n - i * cfg.synth.per_call) for i in range(len(reqs))]
-        rows.append(row('synth', t, reqs, [count('{"pairs": []}') + c * (pair + 1) for c in counts])); volumes.append(n)
+        rows.append(row('synth', t, reqs, [count('{"pairs": []}') + c * (pair + 1) for c in counts]))
+        volumes.append(n)
     check_prices(svc.prices)
     price, bprice = price_of(svc.model, svc.prices), price_of(svc.model, svc.prices, batch=True)
     frac = None if not price or not bprice else round((bprice[0] + bprice[1]) / (price[0] + price[1]), 4) if sum(price[:2]) else 0.5
@@ -256,7 +260,8 @@ def estimate(recipe:str,                      # recipe name (demo, no_robots) or
     if train is not None and any(v is not None for v in given.values()): src = 'the data, with ' + ', '.join(k for k, v in given.items() if v is not None)
     train = sized_records(train, train_size, prompt_chars, response_chars, cfg.data.categories, 'train')
     test = sized_records(test, test_size, prompt_chars, response_chars, cfg.data.categories, 'test')
-    est = estimate_splits(cfg, train, test); est['data']['source'] = src
+    est = estimate_splits(cfg, train, test)
+    est['data']['source'] = src
     if not quiet: print(format_estimate(est) + '\n\n' + json.dumps({k: v for k, v in est.items() if k not in ('rows', 'notes')}, default=str))
     return est
 
@@ -267,10 +272,12 @@ def write_estimate(run_dir,                   # a run folder after its coverage 
                    cfg:Recipe|None=None        # the run's recipe (default: its config.yaml)
                   )->Path:
     "Write `estimate.json` into a run folder: the estimate on the run's own coverage split."
-    run = Run(run_dir); cfg = cfg or run.cfg
+    run = Run(run_dir)
+    cfg = cfg or run.cfg
     if run.train_split.exists() and run.test_split.exists(): train, test, src = read_jsonl(run.train_split), read_jsonl(run.test_split), 'the run split'
     else: (train, test), src = coverage_splits(cfg), 'the data'
-    est = estimate_splits(cfg, train, test); est['data']['source'] = src
+    est = estimate_splits(cfg, train, test)
+    est['data']['source'] = src
     return write_json(run.path/ESTIMATE_FILE, est)
 
 def actual_usage(run_dir)->list[dict]:

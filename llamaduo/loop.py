@@ -28,8 +28,11 @@ __all__ = ['COVERAGE', 'DATA', 'ALIGN', 'INFER', 'BASE_INFER', 'JUDGE', 'BASELIN
 # %% ../nbs/08_loop.ipynb #e310cdfd
 def coverage_phase(run:Run, folder:Run)->None:
     "Phase ①: the coverage data, filtered and split into `train_split` and `test_split`; the loader's counts into `data/coverage_stats.json`."
-    stats = {}; train, test = coverage_splits(run.cfg, stats)
-    write_json(run.data/'coverage_stats.json', stats); write_jsonl(run.train_split, train); write_jsonl(run.test_split, test)
+    stats = {}
+    train, test = coverage_splits(run.cfg, stats)
+    write_json(run.data/'coverage_stats.json', stats)
+    write_jsonl(run.train_split, train)
+    write_jsonl(run.test_split, test)
 
 def training_set(run:Run, cycle:int)->list[dict]:
     "Coverage train split + every synthetic record kept in the cycles before `cycle`."
@@ -167,15 +170,22 @@ def _category_table(run:Run)->pd.DataFrame:
 
 def _volume_axis(ax, sizes, title, xlabel='training examples'):
     ax.set(title=title, xlabel=xlabel, xscale='log', ylim=(0, 102))
-    ax.set_xticks(sizes); ax.set_xticklabels([str(v) for v in sizes]); ax.minorticks_off(); ax.grid(alpha=.3)
+    ax.set_xticks(sizes)
+    ax.set_xticklabels([str(v) for v in sizes])
+    ax.minorticks_off()
+    ax.grid(alpha=.3)
 
 def _save(fig, path)->Path:
     import matplotlib.pyplot as plt
-    fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig); return path
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 def plot_run(run:Run, df:pd.DataFrame|None=None)->list[Path]:
     "Write the score-vs-volume plots (overall, per category) and the cost plot (from `df`, default a fresh `metrics_table`)."
-    import matplotlib; matplotlib.use('Agg')
+    import matplotlib
+    matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     cfg, out = run.cfg, []
     if df is None: df = metrics_table(run)
@@ -194,7 +204,8 @@ def plot_run(run:Run, df:pd.DataFrame|None=None)->list[Path]:
         if bm: ax.axhline(bm['overall'][s]['V'], color='grey', ls='-.', label='service LLM V')
         if base is not None: ax.axhline(base[f'{s}_V'], color='tab:purple', ls=(0, (6, 2)), lw=1.5, label='untrained base V')
         _volume_axis(ax, df.train_size, s, 'training examples (coverage + synthetic)')
-    axes[0].set_ylabel('score (0–100)'); axes[1].legend(loc='lower right', fontsize=8)
+    axes[0].set_ylabel('score (0–100)')
+    axes[1].legend(loc='lower right', fontsize=8)
     fig.suptitle(f'{cfg.name}: local model judged by {cfg.service.provider}/{cfg.service.model}, by data volume')
     out.append(_save(fig, run.plot('score')))
     ct = _category_table(run)
@@ -204,11 +215,15 @@ def plot_run(run:Run, df:pd.DataFrame|None=None)->list[Path]:
             for cat, g in ct.groupby('category'): ax.plot(g.train_size, g[f'{s}_V'], 'o-', label=cat)
             ax.axhline(cfg.judge.epsilon, color='crimson', ls=':')
             _volume_axis(ax, df.train_size, f'{s} V by category')
-        axes[0].set_ylabel('V (0–100)'); axes[1].legend(fontsize=8)
+        axes[0].set_ylabel('V (0–100)')
+        axes[1].legend(fontsize=8)
         out.append(_save(fig, run.plot('by_category')))
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.bar(every.cycle.astype(str), every.cost, color='tab:orange'); ax2 = ax.twinx(); ax2.plot(every.cycle.astype(str), every.calls, 'k.-')
-    ax.set(xlabel='cycle', ylabel='service cost (USD)', title='service LLM cost and calls per cycle'); ax2.set_ylabel('calls')
+    ax.bar(every.cycle.astype(str), every.cost, color='tab:orange')
+    ax2 = ax.twinx()
+    ax2.plot(every.cycle.astype(str), every.calls, 'k.-')
+    ax.set(xlabel='cycle', ylabel='service cost (USD)', title='service LLM cost and calls per cycle')
+    ax2.set_ylabel('calls')
     out.append(_save(fig, run.plot('cost')))
     return out
 
@@ -226,13 +241,15 @@ def execute_notebook(name:str, out:Path, **params)->Path:
     "Execute a run template with papermill into `out` (atomically), with `params` injected."
     import papermill as pm
     from llamaduo.secrets import redact
-    out = Path(out); tmp = out.with_name(f'.{out.name}.tmp.ipynb')
+    out = Path(out)
+    tmp = out.with_name(f'.{out.name}.tmp.ipynb')
     try: pm.execute_notebook(str(runs_notebook(name)), str(tmp), parameters=params, progress_bar=False, cwd=str(out.parent),
                              kernel_name='python3', log_output=False)
     except BaseException:
         if tmp.exists(): atomic_write(tmp, redact(tmp.read_text(encoding='utf-8')))
         raise
-    atomic_write(out, redact(tmp.read_text(encoding='utf-8'))); tmp.unlink()
+    atomic_write(out, redact(tmp.read_text(encoding='utf-8')))
+    tmp.unlink()
     return out
 
 def _raised(e:BaseException, cls:type)->bool:
@@ -284,12 +301,15 @@ def run_dir_loop(run:Run|str|Path, log=print)->dict:
                 else: run_cycle(run, t, log=log)
             except Exception as e:
                 if not _raised(e, BudgetExceeded): raise
-                reason = _record_budget_stop(run, t); log(reason); break
+                reason = _record_budget_stop(run, t)
+                log(reason)
+                break
         row = cycle_summary(run, c)
         log(f"cycle {t}: {row['train_size']} examples -> precision V {row['precision_V']:.1f}, similarity V {row['similarity_V']:.1f}"
             + _length_note(c))
         if (reason := _stop_reason(run, c)): break
-    df = metrics_table(run); plots = plot_run(run, df)
+    df = metrics_table(run)
+    plots = plot_run(run, df)
     summary = dict(run_dir=str(run.path), cycles=int((df.cycle.astype(str) != 'base').sum()) if len(df) else 0, stop=reason, seconds=round(time.time() - t0, 1),
                    final=df.iloc[-1].to_dict() if len(df) else {}, calls=int(df.calls.sum()) if len(df) else 0,
                    cost=float(df.cost.sum()) if len(df) else run.spent(), spent=run.spent(), plots=[str(p) for p in plots])
@@ -342,7 +362,9 @@ def sweep(recipe:str='demo',                  # recipe name or path to a YAML re
           overrides:list[str]|None=None,     # recipe keys to override, e.g. loop.sweep_sizes=[1000,2000]
           quiet:bool=False)->pd.DataFrame:
     "Run the data-volume sweep of a recipe; returns (and writes) sweep/metrics.csv."
-    run = init_run(recipe, out, overrides); cfg = run.cfg; log = (lambda *a: None) if quiet else print
+    run = init_run(recipe, out, overrides)
+    cfg = run.cfg
+    log = (lambda *a: None) if quiet else print
     sizes, train = sorted(cfg.loop.sweep_sizes), run.train
     if max(sizes) > len(train):   # head-room for what filters, dedup and decontamination remove
         run_phase(run, run.pool, SYNTH, log, n=math.ceil(1.5 * (max(sizes) - len(train))), cycle=1)
@@ -350,7 +372,9 @@ def sweep(recipe:str='demo',                  # recipe name or path to a YAML re
     random.Random(cfg.seed).shuffle(synth)
     pool, rows = train + synth, []
     for n in sizes:
-        if n > len(pool): log(f'sweep: pool holds {len(pool)} examples, skipping size {n}'); continue
+        if n > len(pool):
+            log(f'sweep: pool holds {len(pool)} examples, skipping size {n}')
+            continue
         p = run.point(n)
         run_phase(run, p, DATA, records=pool[:n])
         if not p.done(JUDGE.name):
@@ -359,7 +383,8 @@ def sweep(recipe:str='demo',                  # recipe name or path to a YAML re
         m = json.loads(p.metrics.read_text())
         rows.append(dict(train_size=n, **{f'{s}_{k}': v for s in SCORES for k, v in m['overall'][s].items() if k != 'n'}))
         log(f"sweep n={n}: precision V {rows[-1]['precision_V']:.1f}")
-    df = pd.DataFrame(rows); atomic_write(run.sweep_csv, df.to_csv(index=False))
+    df = pd.DataFrame(rows)
+    atomic_write(run.sweep_csv, df.to_csv(index=False))
     return df
 
 # %% ../nbs/08_loop.ipynb #af00729e

@@ -74,7 +74,9 @@ def _is_sse(resp)->bool: return resp.headers.get('content-type', '').startswith(
 def _safely(done, resp, raw:bytes, final:bool)->bool:
     "Call `done(resp, raw, final)`; a failure there never breaks the client's answer."
     try: return bool(done(resp, raw, final))
-    except Exception as e: print(f'llamaduo capture: not recorded ({type(e).__name__}: {redact(str(e))[:200]})', file=sys.stderr); return True
+    except Exception as e:
+        print(f'llamaduo capture: not recorded ({type(e).__name__}: {redact(str(e))[:200]})', file=sys.stderr)
+        return True
 
 async def _sse(resp, done):
     "Pass a stream on chunk by chunk; `done` sees the body at a `[DONE]` (before that chunk goes on; True: it was complete), else at the end."
@@ -138,8 +140,13 @@ def bind(host:str, port:int)->socket.socket:
 @contextlib.contextmanager
 def serving(app, host:str='127.0.0.1', port:int=0):
     "Serve `app` with uvicorn in a background thread; yields its base URL (`http://HOST:PORT`)."
-    sock = bind(host, port); srv = uvicorn.Server(uvicorn_config(app, host, port))
-    t = threading.Thread(target=srv.run, kwargs={'sockets': [sock]}, daemon=True); t.start()
+    sock = bind(host, port)
+    srv = uvicorn.Server(uvicorn_config(app, host, port))
+    t = threading.Thread(target=srv.run, kwargs={'sockets': [sock]}, daemon=True)
+    t.start()
     while not srv.started and t.is_alive(): time.sleep(0.005)
     try: yield f'http://{host}:{sock.getsockname()[1]}'
-    finally: srv.should_exit = True; t.join(10); sock.close()
+    finally:
+        srv.should_exit = True
+        t.join(10)
+        sock.close()

@@ -68,9 +68,11 @@ def route_app(local:str, service:str, share:float=0.1, shadow:bool=False, out:st
     loc, svc = Upstream(local, timeout), Upstream(service, timeout)
     log, counts, pending = RecordLog(Path(out or 'shadow')/'shadow.jsonl') if shadow else None, Counter(), set()
     async def queue(body, tg, svc_answer, local_task):
-        log.append(_triple(body, tg, svc_answer, await local_task, redact_pii)); counts['queued'] += 1
+        log.append(_triple(body, tg, svc_answer, await local_task, redact_pii))
+        counts['queued'] += 1
     def enqueue(*args):
-        pending.add(t := asyncio.ensure_future(queue(*args))); t.add_done_callback(pending.discard)
+        pending.add(t := asyncio.ensure_future(queue(*args)))
+        t.add_done_callback(pending.discard)
     async def forward(up, request, body, headers, extra=None):
         try: return await relay(await up.send(request.scope, headers, body), extra=extra)
         except TRANSPORT_ERRORS as e: return gateway_error(e, up)
@@ -82,10 +84,12 @@ def route_app(local:str, service:str, share:float=0.1, shadow:bool=False, out:st
             task = asyncio.ensure_future(_ask(loc, request.scope, _local_headers(request.headers.raw, local_key_env), _local_body(body, local_model)))
             try: resp = await svc.send(request.scope, request.headers.raw, body)
             except TRANSPORT_ERRORS as e:
-                enqueue(body, tg, _answer(None, b'', {}, t0, redact(f'{type(e).__name__}: {e}')), task); return gateway_error(e, svc)
+                enqueue(body, tg, _answer(None, b'', {}, t0, redact(f'{type(e).__name__}: {e}')), task)
+                return gateway_error(e, svc)
             def done(resp, raw, final):
                 if not ((a := _answer(resp.status, raw, resp.headers, t0))['done'] or final): return False
-                enqueue(body, tg, a, task); return True
+                enqueue(body, tg, a, task)
+                return True
             return await relay(resp, done)
         side = 'local' if _share_of(body, seed) < share else 'service'
         counts[side] += 1
@@ -127,7 +131,8 @@ def route(local:str,                # base URL of the local model's server, e.g.
 NO_REFERENCE = '(There is no reference answer for this request: judge both responses on the instruction alone.)'
 
 def _tally(recs:list[dict])->dict:
-    n = Counter(r['outcome'] for r in recs); valid = len(recs) - n['error']
+    n = Counter(r['outcome'] for r in recs)
+    valid = len(recs) - n['error']
     rate = lambda k: round(100*k/valid, 2) if valid else None
     return dict(pairs=len(recs), **{o: n[o] for o in ('win', 'tie', 'loss', 'error')}, **{f'{o}_rate': rate(n[o]) for o in ('win', 'tie', 'loss')},
                 not_worse_rate=rate(n['win'] + n['tie']))
@@ -141,17 +146,21 @@ def shadow_report(dir:str,                     # folder holding the router's sha
     from llamaduo.judge import pairwise
     from llamaduo.service import ServiceClient
     if reference not in ('none', 'service'): raise UserError(f"reference must be 'none' or 'service', got {reference!r}")
-    d = Path(dir); path = d/'shadow.jsonl'
+    d = Path(dir)
+    path = d/'shadow.jsonl'
     tests, loc, svc, unanswered = [], [], [], 0
     for pos, t in iter_rows(path, 'jsonl'):
         if not isinstance(t, dict) or not all(isinstance(t.get(k), dict) for k in ('request', 'service', 'local')):
             raise DataError(path, pos, 'expected a shadow triple: an object with request, service and local objects')
         if isinstance(chat := chat_turns(t['request'].get('messages')), str): raise DataError(path, pos, f'the request has {chat}')
-        if not (t['service'].get('text') and t['local'].get('text')): unanswered += 1; continue
+        if not (t['service'].get('text') and t['local'].get('text')):
+            unanswered += 1
+            continue
         pid, cat = f"{t.get('prompt_id')}:{pos.row}", str(t.get('category') or CATEGORY)
         ref = t['service']['text'] if reference == 'service' else NO_REFERENCE
         tests.append(dict(prompt_id=pid, category=cat, messages=chat + [{'role': 'assistant', 'content': ref}]))
-        loc.append(dict(prompt_id=pid, category=cat, k=0, response=t['local']['text'])); svc.append(dict(prompt_id=pid, category=cat, k=0, response=t['service']['text']))
+        loc.append(dict(prompt_id=pid, category=cat, k=0, response=t['local']['text']))
+        svc.append(dict(prompt_id=pid, category=cat, k=0, response=t['service']['text']))
     if not tests: raise DataError(path, None, f'no triple with both answers to judge ({unanswered} without one)')
     cfg = load_recipe(recipe, overrides)
     client = ServiceClient.from_config(cfg.service, cache_dir=cfg.service.cache_dir or d/'cache', seed=cfg.seed, progress=False)

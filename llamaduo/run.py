@@ -93,7 +93,8 @@ class Cycle(Folder):
 
 class Deploy(Folder): "The `deploy/` folder of a run."
 
-_with_paths(Cycle, CYCLE_FILES); _with_paths(Deploy, DEPLOY_FILES);
+_with_paths(Cycle, CYCLE_FILES)
+_with_paths(Deploy, DEPLOY_FILES)
 
 # %% ../nbs/00c_run.ipynb #394e4e3b
 _CYCLE = re.compile(r'cycle_(\d+)$')
@@ -118,13 +119,16 @@ class Run(Folder):
         if not self.config.exists(): raise UserError(f'{self.path}: not a run folder (no {RUN_FILES["config"]}); start one with `llamaduo run RECIPE --out {self.path}`')
         return self
 
-_with_paths(Run, RUN_FILES);
+_with_paths(Run, RUN_FILES)
 
 # %% ../nbs/00c_run.ipynb #287d99e4
 def _cached(name:str):
     "Install the decorated function as the cached property `Run.<name>`."
     def deco(f):
-        p = cached_property(f); p.__doc__ = f.__doc__; p.__set_name__(Run, name); setattr(Run, name, p)
+        p = cached_property(f)
+        p.__doc__ = f.__doc__
+        p.__set_name__(Run, name)
+        setattr(Run, name, p)
     return deco
 
 @_cached('cfg')
@@ -177,7 +181,8 @@ def cache_dir(self:Run)->Path:
 def write_config(self:Run, cfg:Recipe)->Path:
     "Write `config.yaml` (secrets redacted) and forget the cached settings."
     text = yaml.safe_dump(cfg.model_dump(mode='json'), sort_keys=False, allow_unicode=True)
-    self.__dict__.pop('cfg', None); self.__dict__.pop('client', None)
+    self.__dict__.pop('cfg', None)
+    self.__dict__.pop('client', None)
     return atomic_write(self.config, redact(text))
 
 @patch
@@ -214,7 +219,10 @@ def tag(self:Run, folder)->str:
 @dataclass(frozen=True)
 class Phase:
     "One phase of the loop: `fn(run, folder, **kw)` reads `inputs` and writes `outputs` (names of `RUN_FILES` / `CYCLE_FILES`)."
-    name:str; fn:Callable; inputs:tuple=(); outputs:tuple=()
+    name:str
+    fn:Callable
+    inputs:tuple=()
+    outputs:tuple=()
     def __repr__(self): return f"Phase({self.name}: {', '.join(self.inputs) or '-'} → {', '.join(self.outputs) or '-'})"
 
 def _where(run:Run, folder:Folder, name:str)->Path:

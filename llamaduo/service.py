@@ -98,8 +98,11 @@ class RateWindow:
         async with self.lock:
             n = min(n, self.limit)
             while True:
-                now = time.monotonic(); self.log = [(t, k) for t, k in self.log if t > now - self.per]
-                if sum(k for _, k in self.log) + n <= self.limit: self.log.append((now, n)); return
+                now = time.monotonic()
+                self.log = [(t, k) for t, k in self.log if t > now - self.per]
+                if sum(k for _, k in self.log) + n <= self.limit:
+                    self.log.append((now, n))
+                    return
                 await asyncio.sleep(self.log[0][0] + self.per - now)
 
 # %% ../nbs/03c_service.ipynb #f723ba73
@@ -162,7 +165,8 @@ class _Refused(Exception): pass
 def warn_unpriced(self:ServiceClient)->None:
     "Warn once when a budget is set but the model has no price (online calls and batch jobs alike)."
     if self.cfg.budget_usd is not None and price_of(self.model, self.cfg.prices) is None and not self._warned:
-        self._warned = True; warnings.warn(f'no price for {self.model!r}: budget_usd cannot be enforced (set service.prices)')
+        self._warned = True
+        warnings.warn(f'no price for {self.model!r}: budget_usd cannot be enforced (set service.prices)')
 _LOOP_LOCK = threading.Lock()
 
 @patch
@@ -178,7 +182,8 @@ def _spawn(self:ServiceClient, coro):
 def retrying(self:ServiceClient, tries:int|None=None)->tenacity.AsyncRetrying:
     "Retries of transient faults (`max_retries`, or `tries` attempts in all): exponential backoff with jitter, or the server's Retry-After."
     def wait(rs):
-        e = rs.outcome.exception(); ra = getattr(e, 'retry_after', None)
+        e = rs.outcome.exception()
+        ra = getattr(e, 'retry_after', None)
         expo = tenacity.wait_exponential_jitter(initial=self.backoff[0], max=self.backoff[1], jitter=self.backoff[0])(rs)
         return expo if ra is None else min(ra, 600.0)  # the server knows best when to come back
     return tenacity.AsyncRetrying(stop=tenacity.stop_after_attempt(self.cfg.max_retries+1 if tries is None else tries), wait=wait, reraise=True,
@@ -198,7 +203,8 @@ async def call(self:ServiceClient, key:str, b:dict, phase:str='default', tries:i
         async for att in self.retrying(tries):
             with att:
                 async with self._sem:
-                    await self._rpm.acquire(); await self._tpm.acquire(est_tokens(b) + b['max_tokens'])
+                    await self._rpm.acquire()
+                    await self._tpm.acquire(est_tokens(b) + b['max_tokens'])
                     attempts += 1
                     try: text, tin, tout = await self._api(self.model, b)
                     except Exception as e: raise classify(e, self.provider, self.model, self.key_env) from e
@@ -257,7 +263,8 @@ async def _abatch(self:ServiceClient, requests:list[dict], phase:str, desc:str|N
     bar = tqdm(total=len(requests), initial=len(requests)-sum(len(v[1]) for v in todo.values()), desc=desc or phase,
                disable=not self.progress, leave=False)
     def fill(key, r):
-        idx = todo[key][1]; out[idx[0]] = r
+        idx = todo[key][1]
+        out[idx[0]] = r
         for i in idx[1:]: out[i] = replace(r, cached=r.status == 'ok', attempts=0)
         bar.update(len(idx))
     async def run(key, b): fill(key, await self.call(key, b, phase))
@@ -288,13 +295,17 @@ def summarize_calls(records:list[dict],       # call records (`ServiceClient.rec
     if paid is None: paid = [r for r in records if r['status'] == 'ok' and not r['cached']]
     for r in records:
         u = out.setdefault(r['phase'], _usage_row())
-        u['calls'] += 1; u['attempts'] += r['attempts']
+        u['calls'] += 1
+        u['attempts'] += r['attempts']
         u['cached'] += bool(r['cached']) and r['status'] == 'ok'
-        u['failures'] += r['status'] == 'api_error'; u['budget_exceeded'] += r['status'] == 'budget_exceeded'
+        u['failures'] += r['status'] == 'api_error'
+        u['budget_exceeded'] += r['status'] == 'budget_exceeded'
         u['network_calls'] += r['status'] == 'api_error'
     for p in paid:
         u = out.setdefault(p['phase'], _usage_row())
-        u['network_calls'] += 1; u['tokens_in'] += p['tokens_in']; u['tokens_out'] += p['tokens_out']
+        u['network_calls'] += 1
+        u['tokens_in'] += p['tokens_in']
+        u['tokens_out'] += p['tokens_out']
         u['cost'] = round(u['cost'] + p['cost'], 9)
     return out
 
@@ -310,7 +321,9 @@ def batch(self:ServiceClient, requests:list[dict], # {'messages', 'sample', 'jso
     "Run `requests` concurrently; one `Reply` per request, in order."
     fut = self._submit(requests, phase, desc)
     try: return fut.result()
-    except KeyboardInterrupt: fut.cancel(); raise
+    except KeyboardInterrupt:
+        fut.cancel()
+        raise
 
 @patch
 async def abatch(self:ServiceClient, requests:list[dict], phase:str='default', desc:str|None=None)->list[Reply]:

@@ -18,24 +18,32 @@ __all__ = ['TRANSPORT_ERRORS', 'Upstream', 'body_of', 'gateway_error', 'relay', 
            'proxy_app', 'uvicorn_config', 'bind', 'serving']
 
 # %% ../nbs/12_proxy.ipynb #0dec3445
-_HOP = {b'connection', b'keep-alive', b'proxy-authenticate', b'proxy-authorization', b'proxy-connection', b'te', b'trailer', b'trailers',
-        b'transfer-encoding', b'upgrade', b'host', b'content-length'}   # raw header names, as ASGI and aiohttp give them
+# raw header names, as ASGI and aiohttp give them
+_HOP = {b'connection', b'keep-alive', b'proxy-authenticate', b'proxy-authorization', b'proxy-connection', b'te',
+        b'trailer', b'trailers',
+        b'transfer-encoding', b'upgrade', b'host', b'content-length'}
 
 _HOP_OUT = _HOP - {b'content-length'}
 
-TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)   # an upstream that cannot be reached, breaks off or times out
+# an upstream that cannot be reached, breaks off or times out
+TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 
 # %% ../nbs/12_proxy.ipynb #9416364c
 _AUTO = ('Accept', 'Accept-Encoding', 'User-Agent', 'Content-Type')   # headers aiohttp would add of its own
 
 class Upstream:
-    "An OpenAI-compatible server at base URL `url`, reached through one pooled `aiohttp.ClientSession` (made on the serving loop)."
+    """An OpenAI-compatible server at base URL `url`, reached through one pooled `aiohttp.ClientSession` (made on
+    the serving loop)."""
     def __init__(self, url:str, timeout:float=600.0):
         u = yarl.URL(url)
-        if u.scheme not in ('http', 'https') or not u.host: raise UserError(f'{url!r}: expected an http(s) base URL, e.g. https://api.openai.com/v1')
+        if u.scheme not in ('http', 'https') or not u.host:
+            raise UserError(f'{url!r}: expected an http(s) base URL, e.g. https://api.openai.com/v1')
         self.url, self.origin, self.base = url, str(u.origin()), u.raw_path.rstrip('/')
-        self.timeout, self.session, self.loop, self.urls = aiohttp.ClientTimeout(total=None, connect=min(timeout, 10.0), sock_read=timeout), None, None, {}
-        try: self.proxy = aiohttp.helpers.get_env_proxy_for_url(u)   # HTTP(S)_PROXY / NO_PROXY, read once (aiohttp's trust_env reads them, and ~/.netrc, per request)
+        self.timeout, self.session, self.loop, self.urls = aiohttp.ClientTimeout(total=None,
+            connect=min(timeout, 10.0), sock_read=timeout), None, None, {}
+        try:
+            # HTTP(S)_PROXY / NO_PROXY, read once (aiohttp's trust_env reads them, and ~/.netrc, per request)
+            self.proxy = aiohttp.helpers.get_env_proxy_for_url(u)
         except LookupError: self.proxy = (None, None)
     def target(self, path:str, query:bytes)->yarl.URL:
         "The upstream URL of a request path (and raw query), as sent (not encoded again), made once per path."
@@ -48,18 +56,22 @@ class Upstream:
         "Send a request (its ASGI scope, raw headers and body) upstream; the response is left streaming."
         if self.session is None or self.loop is not asyncio.get_running_loop():
             self.loop = asyncio.get_running_loop()
-            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar(), timeout=self.timeout,
+            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                                 cookie_jar=aiohttp.DummyCookieJar(), timeout=self.timeout,
                                                  auto_decompress=False, skip_auto_headers=_AUTO)
         path = (scope.get('raw_path') or scope['path'].encode()).split(b'?')[0].decode('latin-1')
-        return await self.session.request(scope['method'], self.target(path, scope.get('query_string', b'')), data=body or None, allow_redirects=False,
+        return await self.session.request(scope['method'], self.target(path, scope.get('query_string', b'')),
+                                          data=body or None, allow_redirects=False,
                                           proxy=self.proxy[0], proxy_auth=self.proxy[1],
-                                          headers=[(k.decode('latin-1'), v.decode('utf-8', 'replace')) for k, v in headers if k.lower() not in _HOP])
+                                          headers=[(k.decode('latin-1'), v.decode('utf-8', 'replace'))
+                                                   for k, v in headers if k.lower() not in _HOP])
     async def aclose(self):
         if self.session: await self.session.close()
 
 # %% ../nbs/12_proxy.ipynb #92ef5931
 async def body_of(resp:aiohttp.ClientResponse)->bytes:
-    "The whole raw body of an upstream response; the connection goes back to the pool (or is closed if the body broke off)."
+    """The whole raw body of an upstream response; the connection goes back to the pool (or is closed if the body
+    broke off)."""
     try: return b''.join([c async for c in resp.content.iter_any()])
     finally: resp.release()
 
@@ -79,12 +91,14 @@ def _safely(done, resp, raw:bytes, final:bool)->bool:
         return True
 
 async def _sse(resp, done):
-    "Pass a stream on chunk by chunk; `done` sees the body at a `[DONE]` (before that chunk goes on; True: it was complete), else at the end."
+    """Pass a stream on chunk by chunk; `done` sees the body at a `[DONE]` (before that chunk goes on; True: it was
+    complete), else at the end."""
     chunks, fired = [], done is None
     try:
         async for c in resp.content.iter_any():
             chunks.append(c)
-            if not fired and b'[DONE]' in (chunks[-2][-8:] if len(chunks) > 1 else b'') + c: fired = _safely(done, resp, b''.join(chunks), False)
+            if not fired and b'[DONE]' in (chunks[-2][-8:] if len(chunks) > 1 else b'') + c:
+                fired = _safely(done, resp, b''.join(chunks), False)
             yield c
         if not fired: _safely(done, resp, b''.join(chunks), True)
     finally: resp.release()
@@ -94,7 +108,8 @@ async def _broken(chunks:list, e:Exception):
     raise e
 
 async def relay(resp:aiohttp.ClientResponse, done=None, extra:list|None=None)->Response:
-    "The client's answer: the upstream's status, headers and raw bytes; `done(resp, raw, final)` sees the complete body (once it is sent, unless streamed)."
+    """The client's answer: the upstream's status, headers and raw bytes; `done(resp, raw, final)` sees the complete
+    body (once it is sent, unless streamed)."""
     if _is_sse(resp): out = StreamingResponse(_sse(resp, done), resp.status)
     else:
         chunks = []
@@ -122,14 +137,17 @@ def proxy_app(handler, upstreams:list, on_close=())->Starlette:
         yield
         for f in on_close: await f()
         for u in upstreams: await u.aclose()
-    return Starlette(routes=[Route('/{path:path}', handler, methods=['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'])], lifespan=lifespan)
+    return Starlette(routes=[Route('/{path:path}', handler,
+        methods=['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'])], lifespan=lifespan)
 
 # %% ../nbs/12_proxy.ipynb #89973627
 def uvicorn_config(app, host:str='127.0.0.1', port:int=0)->uvicorn.Config:
-    return uvicorn.Config(app, host=host, port=port, log_level='warning', access_log=False, server_header=False, date_header=False, lifespan='on')
+    return uvicorn.Config(app, host=host, port=port, log_level='warning', access_log=False, server_header=False,
+                          date_header=False, lifespan='on')
 
 def bind(host:str, port:int)->socket.socket:
-    s = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP: asyncio sets TCP_NODELAY
+    # TCP: asyncio sets TCP_NODELAY
+    s = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try: s.bind((host, port))
     except OSError as e: raise UserError(f'cannot listen on {host}:{port} ({e.strerror})') from None

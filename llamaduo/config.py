@@ -22,12 +22,23 @@ class Section(BaseModel):
     model_config = ConfigDict(extra='forbid', validate_assignment=True, protected_namespaces=())
 
 class DataCfg(Section):
-    source: str = Field('demo', description="'demo', a local file (jsonl/json/csv/parquet), a `datasets` folder, or a hub dataset id")
-    format: Literal['auto','jsonl','json','csv','parquet','disk','hub','demo'] = Field('auto', description='how to read `source`')
-    columns: dict[str,str]|str = Field('auto', description="column mapping: 'auto', a preset ('dolly', 'alpaca', 'messages', 'prompt_response') or {our_field: their_column}; a column may be a path into nested rows ('meta.category', 'turns[0]'), and `[*]` paths ('instances[*].output', all over the same list) give one record per element")
+    source: str = Field('demo',
+        description="'demo', a local file (jsonl/json/csv/parquet), a `datasets` folder, or a hub dataset id")
+    format: Literal['auto','jsonl','json','csv','parquet','disk','hub','demo'] = Field('auto',
+        description='how to read `source`')
+    columns: dict[str,str]|str = Field('auto',
+        description="column mapping: 'auto', a preset ('dolly', 'alpaca', 'messages', 'prompt_response') or "
+                    "{our_field: their_column}; a column may be a path into nested rows ('meta.category', "
+                    "'turns[0]'), and `[*]` paths ('instances[*].output', all over the same list) give one record per "
+                    "element")
     categories: list[str]|None = Field(None, description='keep only these categories (each must have rows)')
-    default_category: str|None = Field(None, min_length=1, description="category of rows without one (missing, null or empty); None: such rows are an error naming them when other rows have a category (data without any category is all 'default'); counted in manifest.json")
-    duplicates: Literal['drop','error'] = Field('drop', description="rows repeating an earlier prompt_id: 'drop' keeps the first (the count goes into manifest.json), 'error' stops naming both rows")
+    default_category: str|None = Field(None, min_length=1,
+        description="category of rows without one (missing, null or empty); None: such rows are an error naming them "
+                    "when other rows have a category (data without any category is all 'default'); counted in "
+                    "manifest.json")
+    duplicates: Literal['drop','error'] = Field('drop',
+        description="rows repeating an earlier prompt_id: 'drop' keeps the first (the count goes into manifest.json), "
+                    "'error' stops naming both rows")
     test_frac: float = Field(0.2, gt=0, lt=1, description='share of each category held out for testing')
     use_source_split: bool = Field(True, description="use the dataset's own train/test split when it has one")
     hub_split: str|None = Field(None, description='split to load from a hub dataset (None: all)')
@@ -44,18 +55,27 @@ class TrainCfg(Section):
     max_steps: int = Field(-1, description='stop after this many optimizer steps (-1: by epochs)')
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
-    max_length: int = Field(1024, ge=8, description='tokens per training example; longer ones are cut (counted in train_metrics.json, warned)')
+    max_length: int = Field(1024, ge=8,
+        description='tokens per training example; longer ones are cut (counted in train_metrics.json, warned)')
     lr_scheduler: str = 'cosine'
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     lora_r: int|None = Field(None, description='LoRA rank; None: 8 up to 16k samples, 16 at 32k, 32 from 64k (paper)')
     lora_alpha: int|None = Field(None, description='LoRA alpha; None: 2 x rank (paper)')
     lora_dropout: float = Field(0.05, ge=0, lt=1)
-    assistant_only_loss: bool = Field(True, description='loss on assistant tokens only (TRL); False also trains on the prompts (the demo model, trained from scratch, must learn its language)')
-    bf16: bool|None = Field(None, description='None: bf16 mixed precision when the GPU, or the CPU (AVX512-BF16/AMX), supports it')
-    attn_implementation: str|None = Field(None, description="attention kernel for training; None: 'eager' for bf16 on CPU (faster there than SDPA's CPU kernel), else the model's default")
+    assistant_only_loss: bool = Field(True,
+        description='loss on assistant tokens only (TRL); False also trains on the prompts (the demo model, trained '
+                    'from scratch, must learn its language)')
+    bf16: bool|None = Field(None,
+        description='None: bf16 mixed precision when the GPU, or the CPU (AVX512-BF16/AMX), supports it')
+    attn_implementation: str|None = Field(None,
+        description="attention kernel for training; None: 'eager' for bf16 on CPU (faster there than SDPA's CPU "
+                    "kernel), else the model's default")
     group_by_length: bool = Field(False, description='batch examples of similar length together (less padding)')
-    gradient_checkpointing: bool|None = Field(None, description='recompute activations in backward to save memory; None: on a GPU only (TRL turns it on everywhere)')
-    compile: bool = Field(False, description='torch.compile each repeated decoder block in place (regional, dynamic shapes); it compiles during the first step; bench train measures it as lora_compiled')
+    gradient_checkpointing: bool|None = Field(None,
+        description='recompute activations in backward to save memory; None: on a GPU only (TRL turns it on everywhere)')
+    compile: bool = Field(False,
+        description='torch.compile each repeated decoder block in place (regional, dynamic shapes); it compiles '
+                    'during the first step; bench train measures it as lora_compiled')
     logging_steps: int = 5
     save_steps: int = 50
 
@@ -68,10 +88,14 @@ class InferCfg(Section):
     backend: Literal['auto','hf','vllm'] = 'auto'
 
 class ServiceCfg(Section):
-    provider: Literal['demo','openai','anthropic','gemini'] = Field('demo', description="service LLM provider; 'openai' also covers every OpenAI-compatible server via base_url")
+    provider: Literal['demo','openai','anthropic','gemini'] = Field('demo',
+        description="service LLM provider; 'openai' also covers every OpenAI-compatible server via base_url")
     model: str = 'demo'
-    base_url: str|None = Field(None, description='endpoint of an OpenAI-compatible server (vLLM, Ollama, TGI, llama.cpp, transformers serve)')
-    api_key_env: str|None = Field(None, description='NAME of the environment variable holding the key (default per provider); keys are never written to the recipe')
+    base_url: str|None = Field(None,
+        description='endpoint of an OpenAI-compatible server (vLLM, Ollama, TGI, llama.cpp, transformers serve)')
+    api_key_env: str|None = Field(None,
+        description='NAME of the environment variable holding the key (default per provider); keys are never written '
+                    'to the recipe')
     max_in_flight: int = Field(8, ge=1)
     rpm: int|None = Field(None, description='requests per minute limit')
     tpm: int|None = Field(None, description='tokens per minute limit')
@@ -80,11 +104,15 @@ class ServiceCfg(Section):
     temperature: float = 1.0
     max_tokens: int = 1024
     budget_usd: float|None = Field(None, description='stop before a call would exceed this spend (run stays resumable)')
-    prices: dict[str, list[float]] = Field(default_factory=dict, description='model -> [USD per 1M input tokens, per 1M output tokens], '
-                                           'optionally followed by the batch prices [..., batch input, batch output] (default: half)')
-    cache_dir: str|None = Field(None, description='call cache folder (default: <run>/cache); share it across runs to re-use calls')
+    prices: dict[str, list[float]] = Field(default_factory=dict,
+                                           description='model -> [USD per 1M input tokens, per 1M output tokens], '
+                                           'optionally followed by the batch prices [..., batch input, batch output] '
+                                           '(default: half)')
+    cache_dir: str|None = Field(None,
+        description='call cache folder (default: <run>/cache); share it across runs to re-use calls')
     judge_noise: float = Field(0.0, ge=0, le=50, description='demo only: bounded noise added to demo grades')
-    batch: bool|list[str] = Field(False, description="send the calls as provider batch jobs (half price, results within 24 h): "
+    batch: bool|list[str] = Field(False,
+        description="send the calls as provider batch jobs (half price, results within 24 h): "
                                   "true for every phase, or a list of phases, e.g. [synth, judge]")
     batch_poll_s: float = Field(30.0, gt=0, description='seconds between two polls of the open batch jobs')
 
@@ -96,10 +124,12 @@ class JudgeCfg(Section):
     pass_zeta: float = Field(50, description='the ζ whose coverage must reach ε')
     template: str|None = Field(None, description='path of a judge prompt template overriding the packaged one')
     service_baseline: bool = Field(False, description="also judge the service LLM's own answers")
-    base_model: bool = Field(False, description='also judge the untrained base model (the row before cycle 0: what fine-tuning gained)')
+    base_model: bool = Field(False,
+        description='also judge the untrained base model (the row before cycle 0: what fine-tuning gained)')
 
 class SynthCfg(Section):
-    volumes: list[int]|None = Field(None, description='new synthetic samples per cycle; None: doubling schedule from base_volume')
+    volumes: list[int]|None = Field(None,
+        description='new synthetic samples per cycle; None: doubling schedule from base_volume')
     base_volume: int = Field(1000, ge=1, description='first synthesis volume of the doubling schedule (paper: 2^n k)')
     per_call: int = Field(5, ge=1, description='pairs asked for in one synthesis call')
     seeds_per_call: int = Field(1, ge=1)
@@ -109,21 +139,32 @@ class SynthCfg(Section):
     num_perm: int = Field(128, ge=16, description='MinHash permutations')
     ngram: int = Field(3, ge=1, description='word n-gram shingle size')
     lsh_threshold: float = Field(0.5, gt=0, lt=1, description='MinHash LSH Jaccard threshold for candidates')
-    rouge_threshold: float = Field(0.7, gt=0, le=1, description='ROUGE-L F1 at or above which a candidate is a duplicate')
-    decontam_threshold: float = Field(0.5, gt=0, le=1, description='stricter ROUGE-L F1 threshold against the test split')
-    short_words: int = Field(20, ge=0, description='texts under this many words are also sketched over single words (a two-word edit breaks most 3-grams of a short text); 0: never')
-    decontam_ngram: int = Field(13, ge=4, description='a shared normalized word n-gram of this length with a test item is contamination (a shorter test text must appear whole)')
-    decontam_scale: int = Field(0, ge=0, description='against the test split, texts under this many words need a proportionally higher ROUGE-L: 40 keeps items that only share a short template with a test item, but lets more paraphrases of short test items through; 0: never')
+    rouge_threshold: float = Field(0.7, gt=0, le=1,
+                                   description='ROUGE-L F1 at or above which a candidate is a duplicate')
+    decontam_threshold: float = Field(0.5, gt=0, le=1,
+                                      description='stricter ROUGE-L F1 threshold against the test split')
+    short_words: int = Field(20, ge=0,
+        description='texts under this many words are also sketched over single words (a two-word edit breaks most '
+                    '3-grams of a short text); 0: never')
+    decontam_ngram: int = Field(13, ge=4,
+        description='a shared normalized word n-gram of this length with a test item is contamination (a shorter test '
+                    'text must appear whole)')
+    decontam_scale: int = Field(0, ge=0,
+        description='against the test split, texts under this many words need a proportionally higher ROUGE-L: 40 '
+                    'keeps items that only share a short template with a test item, but lets more paraphrases of '
+                    'short test items through; 0: never')
 
     def volume(self, cycle:int)->int:
-        "New synthetic samples requested after `cycle`: `volumes` (its last after its end), else doubling `base_volume`."
+        """New synthetic samples requested after `cycle`: `volumes` (its last after its end), else doubling
+        `base_volume`."""
         if self.volumes: return self.volumes[min(cycle, len(self.volumes) - 1)]
         return self.base_volume * 2**cycle
 
 class LoopCfg(Section):
     max_cycles: int = Field(5, ge=1)
     papermill: bool = Field(True, description='run each cycle as an executed papermill notebook')
-    sweep_sizes: list[int] = Field([2**n * 1000 for n in range(9)], description="training-set sizes of `llamaduo sweep` (paper: 1k ... 256k)")
+    sweep_sizes: list[int] = Field([2**n * 1000 for n in range(9)],
+                                   description="training-set sizes of `llamaduo sweep` (paper: 1k ... 256k)")
 
 class Recipe(Section):
     "A whole run: one YAML file."
@@ -221,7 +262,8 @@ def _explain(e:ValidationError, src:str)->RecipeError:
             m = _model_at(loc[:-1])
             valid = list(m.model_fields) if m else []
             close = difflib.get_close_matches(str(loc[-1]).replace('-', '_'), valid, n=1, cutoff=0.5)
-            hint = f" — did you mean '{'.'.join(map(str, loc[:-1] + (close[0],)))}'?" if close else f" (valid keys here: {', '.join(valid)})"
+            hint = f" — did you mean '{'.'.join(map(str, loc[:-1] + (close[0],)))}'?" if close else (f" (valid keys "
+                                                                                                     f"here: {', '.join(valid)})")
             msgs.append(f"unknown key '{key}'{hint}")
         else: msgs.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
     return RecipeError(f"{src}: " + '; '.join(msgs))
@@ -236,7 +278,8 @@ def load_recipe(recipe:str|Path|dict|None='demo', # recipe name, YAML path, or a
         src = str(p)
         try: raw = yaml.safe_load(p.read_text(encoding='utf-8')) or {}
         except yaml.YAMLError as e: raise RecipeError(f'{p}: not valid YAML: {e}') from None
-        if not isinstance(raw, dict): raise RecipeError(f'{p}: a recipe must be a mapping of sections, got {type(raw).__name__}')
+        if not isinstance(raw, dict):
+            raise RecipeError(f'{p}: a recipe must be a mapping of sections, got {type(raw).__name__}')
     raw = _merge(raw, parse_overrides(overrides))
     try: return Recipe.model_validate(raw)
     except ValidationError as e: raise _explain(e, src) from None

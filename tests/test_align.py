@@ -118,8 +118,8 @@ def test_accelerate_ddp_two_cpu_processes(base, recs, tmp_path):
     out = tmp_path/'cycle_00'
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'TOKENIZERS_PARALLELISM': 'false'}
     cmd = [sys.executable, '-m', 'accelerate.commands.launch', '--config_file', str(accelerate_config('ddp_cpu')),
-           '--main_process_port', str(_free_port()), '-m', 'llamaduo.align', str(tmp_path/'train.jsonl'), str(out),
-           '--base', base, '--recipe', 'demo', '--overrides', 'train.max_steps=3', 'train.batch_size=4', 'train.logging_steps=1']
+           '--main_process_port', str(_free_port()), '-m', 'llamaduo.cli', 'align', str(tmp_path/'train.jsonl'), str(out),
+           '--base', base, '--recipe', 'demo', '--set', 'train.max_steps=3', 'train.batch_size=4', 'train.logging_steps=1']
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     ranks = sorted(json.loads(f.read_text())['rank'] for f in (out/'ranks').glob('rank_*.json'))

@@ -158,7 +158,8 @@ def last_complete_checkpoint(ckpt_dir:str|Path)->str|None:
 def lean_loss(model, inputs:dict, num_items_in_batch=None)->tuple:
     """(summed-token loss / `num_items_in_batch`, correct top-1 count, trained count) computing logits only at positions
     that have a target: a pre-hook hands the LM head just those hidden states, so no (batch, length, vocab) tensor is
-    built and no tiled log-softmax runs over untrained positions (TRL's fused head spends a quarter of a CPU step there)."""
+    built and no tiled log-softmax runs over untrained positions (TRL's fused head spends a quarter of a CPU step
+    there)."""
     import torch
     labels = inputs['labels']
     target = labels[:, 1:]
@@ -178,10 +179,10 @@ def lean_loss(model, inputs:dict, num_items_in_batch=None)->tuple:
 
 # %% ../nbs/04_align.ipynb #4c6786d3
 def _lean_sft_trainer():
-    """`SFTTrainer` with `lean_loss` (its token accuracy and token count metrics kept). Under bf16 mixed precision PEFT's
-    cast of each LoRA layer's input to the LoRA weights' fp32 is turned off (PEFT's `disable_input_dtype_casting`):
-    autocast casts it straight back to bf16 for the matmul, so the round trip changes no number, and skipping it makes
-    a CPU LoRA step ~10% faster (`bench train`)."""
+    """`SFTTrainer` with `lean_loss` (its token accuracy and token count metrics kept). Under bf16 mixed precision
+    PEFT's cast of each LoRA layer's input to the LoRA weights' fp32 is turned off (PEFT's
+    `disable_input_dtype_casting`): autocast casts it straight back to bf16 for the matmul, so the round trip changes
+    no number, and skipping it makes a CPU LoRA step ~10% faster (`bench train`)."""
     from peft.helpers import disable_input_dtype_casting
     from trl import SFTTrainer
     class LeanSFTTrainer(SFTTrainer):
@@ -204,8 +205,8 @@ def _lean_sft_trainer():
 
 # %% ../nbs/04_align.ipynb #fab615e5
 def make_trainer(model, tok, records:list[dict], out_dir:Path, cfg:Recipe, **kw):
-    """An `SFTTrainer` over `records` (kwargs go to `SFTConfig`); marks each checkpoint complete after saving it. The loss
-    is on the assistant's text and end-of-turn token under any template (`models.training_records`); with
+    """An `SFTTrainer` over `records` (kwargs go to `SFTConfig`); marks each checkpoint complete after saving it. The
+    loss is on the assistant's text and end-of-turn token under any template (`models.training_records`); with
     `train.assistant_only_loss: false` it is on every token."""
     only = cfg.train.assistant_only_loss
     kw = {'assistant_only_loss': False, 'completion_only_loss': only or None, **kw}
@@ -269,7 +270,8 @@ def steady_tokens_per_s(marks:list[tuple], warmup:int=WARMUP_STEPS)->float|None:
 # %% ../nbs/04_align.ipynb #97e5da81
 def length_report(trainer, n:int, max_length:int|None)->dict:
     """Of `n` records: how many TRL cut at `max_length` tokens (their answers lose the end of turn) and how many it left
-    out (a prompt filling `max_length`: no answer left to train on). A record exactly `max_length` long counts as cut."""
+    out (a prompt filling `max_length`: no answer left to train on). A record exactly `max_length` long counts as
+    cut."""
     ds = trainer.train_dataset
     cut = sum(len(ids) >= max_length for ids in ds['input_ids']) if max_length else 0
     return dict(max_length=max_length, cut_at_max_length=cut, dropped_too_long=n - len(ds))

@@ -356,7 +356,8 @@ async def _submit(cli, api, book, keys:list[str], todo:dict, phase:str, bar)->tu
         book.add(job)   # on disk before any wait: a killed run polls it again
         jobs.append(job)
         if cli.progress:
-            bar.write(f"submitted {cli.provider} batch job {job['id']} ({len(fit)} requests; jobs file {book.path or 'in memory'})")
+            bar.write(f"submitted {cli.provider} batch job {job['id']} ({len(fit)} requests; jobs file "
+                      f"{book.path or 'in memory'})")
     return jobs, refused
 
 # %% ../nbs/03d_batch.ipynb #b0b4f18c
@@ -414,7 +415,8 @@ async def _wait(cli, api, book, jobs:list[dict], todo:dict, phase:str, sent:dict
                 if state == 'running': continue
                 if state == 'failed':
                     book.update(j['id'], state='failed', status=j['status'], error=_scrubbed(msg), keys=[])
-                    raise ServiceError(f"{cli.provider} batch job {j['id']} failed validation: {_scrubbed(msg) or j['status']}")
+                    raise ServiceError(f"{cli.provider} batch job {j['id']} failed validation: "
+                                       f"{_scrubbed(msg) or j['status']}")
                 res = await _retrying(cli, lambda: api.results(j)) if state == 'ended' else []
                 retry.update(_collect(cli, j, res, todo, phase, sent, finish))
                 open_.remove(j)

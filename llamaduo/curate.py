@@ -209,9 +209,9 @@ _SALT = np.random.default_rng(1).integers(1, 2**63, 1024, dtype=np.uint64)
 
 def _band_keys(H:np.ndarray, member:np.ndarray, b:int, r:int, nr:int, within:bool, salt:int=0)->tuple[np.ndarray,
                                                                                                       np.ndarray]:
-    """(item, key) for every LSH band a member shares with another member (a new one with a reference one unless `within`).
-    One 64-bit key per band (its `r` values, mixed; salted by band and index); a band no other member shares is left out,
-    since it can neither match nor be matched."""
+    """(item, key) for every LSH band a member shares with another member (a new one with a reference one unless
+    `within`). One 64-bit key per band (its `r` values, mixed; salted by band and index); a band no other member
+    shares is left out, since it can neither match nor be matched."""
     sel = np.flatnonzero(member)
     items, keys = [np.zeros(0, np.int64)], [np.zeros(0, np.uint64)]
     if len(sel) >= 2:

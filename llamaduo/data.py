@@ -357,7 +357,8 @@ def _listing(by:dict, n:int=10)->str:
     out = []
     for split, rows in by.items():
         unit, nums = next(iter(rows.values())), list(rows)
-        out.append(f"{f'[{split}] ' if split else ''}{unit}{'s' if len(nums) > 1 else ''} {', '.join(map(str, nums[:n]))}{', …' if len(nums) > n else ''}")
+        out.append(f"{f'[{split}] ' if split else ''}{unit}{'s' if len(nums) > 1 else ''} "
+                   f"{', '.join(map(str, nums[:n]))}{', …' if len(nums) > n else ''}")
     return '; '.join(out)
 
 # %% ../nbs/01_data.ipynb #47ed790f

@@ -110,7 +110,8 @@ def read_splits(cfg:Recipe,   # the recipe
         return coverage_splits(cfg)
     except (DataError, OSError) as e:
         missing = ', '.join('--' + k.replace('_', '-') for k in OPTIONS if given.get(k) is None)
-        raise EstimateError(f"data.source {dc.source!r}: cannot read the dataset here ({' '.join(str(e).split())[:300]}); give its "
+        raise EstimateError(f"data.source {dc.source!r}: cannot read the dataset here "
+                            f"({' '.join(str(e).split())[:300]}); give its "
                             f"figures instead: {missing} (the train and test split sizes after data.categories, and "
                             f"the mean "
                             "characters of a prompt and of a reference answer)") from None
@@ -268,7 +269,8 @@ def _notes(cfg:Recipe, est:dict, jout:int, pair:float)->list[str]:
            f"a judge reply of {jout} tokens; a synthesized pair of {pair:.0f} tokens (the mean coverage example)",
            'every request counted as paid: identical requests are sent once and cached calls are re-used, so a run '
            'can only cost less']
-    out.append(f"not counted: `llamaduo deploy` grades the served answers once more, {est['data']['test_size'] * cfg.judge.m:,} calls "
+    out.append(f"not counted: `llamaduo deploy` grades the served answers once more, "
+               f"{est['data']['test_size'] * cfg.judge.m:,} calls "
                f"(1/{cfg.infer.k} of a cycle's judging)")
     if est['price'] is None:
         out.append(f"no price for {svc.model!r}: dollars unknown (set service.prices: {{{svc.model}: [in, out]}}, USD "

@@ -43,7 +43,8 @@ def load_template(name_or_path:str|Path|None='judge_v1', # packaged version ('ju
     else:
         known = sorted(p.name[:-4] for p in (resources.files('llamaduo')/'templates').iterdir()
                        if p.name.endswith('.txt'))
-        raise FileNotFoundError(f"judge template {name!r}: no such file or packaged template (packaged: {', '.join(known)})")
+        raise FileNotFoundError(f"judge template {name!r}: no such file or packaged template (packaged: "
+                                f"{', '.join(known)})")
     if missing := [f for f in fields if '{'+f+'}' not in text]:
         raise ValueError(f"judge template {name!r} lacks the placeholder(s) {', '.join('{'+f+'}' for f in missing)}")
     return text

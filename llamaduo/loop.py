@@ -99,7 +99,8 @@ def init_run(recipe:str|Path|dict='demo',  # recipe name or path
     run = Run(out or Path('outputs')/cfg.name)
     if run.config.exists() and run.done(COVERAGE.name) and (old := run.cfg) != cfg:
         diff = [k for k in cfg.model_dump() if cfg.model_dump()[k] != old.model_dump()[k]]
-        raise RecipeError(f"{run.path}: already holds a run with a different recipe (sections differ: {', '.join(diff)}); "
+        raise RecipeError(f"{run.path}: already holds a run with a different recipe (sections differ: "
+                          f"{', '.join(diff)}); "
                           f"`llamaduo resume {run.path}` continues it (`--set` changes the budget, concurrency, "
                           f"timeouts), "
                           "or choose another --out")

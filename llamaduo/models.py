@@ -139,8 +139,8 @@ def chat_messages(tok, messages:list[dict])->list[dict]:
 
 # %% ../nbs/02a_models.ipynb #2d01af56
 def _completion_row(tok, prompt:list[dict], answer:dict, eot:list[str], stop:list[int]=())->dict|None:
-    """Token ids of the rendered conversation and the mask of exactly the answer's text and its end-of-turn token (None: not
-    found); `stop` ids are appended to the answer where the template writes no end of turn."""
+    """Token ids of the rendered conversation and the mask of exactly the answer's text and its end-of-turn token (None:
+    not found); `stop` ids are appended to the answer where the template writes no end of turn."""
     ft, text = tok.apply_chat_template(prompt + [answer], tokenize=False), text_of(answer)
     if (i := ft.rfind(text)) < 0: return None                       # the template rewrote the answer (e.g. stripped it)
     cut = i + len(text)
@@ -171,10 +171,11 @@ def _marked_row(tok, msgs:list[dict], eot:set[int])->dict:
 # %% ../nbs/02a_models.ipynb #a4ca842b
 def training_records(tok, records:list[dict], assistant_only:bool=True)->list[dict]:
     """Records in the TRL format that puts the loss on exactly the assistant's text and end-of-turn token: token ids and
-    a completion mask — over every assistant turn where the template marks its generation, else over the last one; TRL's
-    prompt–completion records where a template cannot be split that way; plain `messages` when the loss is on everything.
-    A template that writes no special token after an answer (GLM-4's starts the next turn instead) gets the tokenizer's
-    EOS appended to the answer, so the model learns to stop there and generation (which stops at EOS) ends the turn."""
+    a completion mask — over every assistant turn where the template marks its generation, else over the last one;
+    TRL's prompt–completion records where a template cannot be split that way; plain `messages` when the loss is on
+    everything. A template that writes no special token after an answer (GLM-4's starts the next turn instead) gets
+    the tokenizer's EOS appended to the answer, so the model learns to stop there and generation (which stops at EOS)
+    ends the turn."""
     adapt = chat_adapter(tok)
     if not assistant_only: return [{'messages': adapt(r['messages'])} for r in records]
     if has_generation_markers(tok):

@@ -179,8 +179,8 @@ def _run_id(self:Run)->str|None:
 # %% ../nbs/00c_run.ipynb #1691bf83
 @_cached('base_model')
 def _base_model(self:Run)->str:
-    """Path or hub id of the model to fine-tune: the demo's tiny Llama is built into the run folder (with the run's seed), a
-    named real base (`smollm2-135m`) once into the user cache; anything else is a local folder or a hub id."""
+    """Path or hub id of the model to fine-tune: the demo's tiny Llama is built into the run folder (with the run's
+    seed), a named real base (`smollm2-135m`) once into the user cache; anything else is a local folder or a hub id."""
     base = self.cfg.model.base
     if base == 'demo-tiny':
         from llamaduo.demo import build_demo_base

@@ -100,7 +100,8 @@ def classify(e:Exception, provider:str, model:str, key_env:str|None)->Exception:
         if status in (401, 403, 404):
             what = {401: 'the API key was rejected', 403: 'the key has no access',
                     404: 'model or endpoint not found'}[status]
-            return ServiceError(f'{provider} model {model!r}: HTTP {status}, {what}. Check the key in ${key_env or "(none)"} '
+            return ServiceError(f'{provider} model {model!r}: HTTP {status}, {what}. Check the key in '
+                                f'${key_env or "(none)"} '
                                 f'and the model name / base_url in the recipe (service.*). {msg}')
         if status in (408, 409, 429) or status >= 500:
             resp = getattr(e, 'response', None)
@@ -269,7 +270,8 @@ def check_access(self:ServiceClient, attempts:int=3)->None:
         except ServiceError: raise
         except Exception as err:
             where = f' at {self.cfg.base_url}' if self.cfg.base_url else ''
-            raise ServiceError(f'{self.provider}{where}: the key/model check failed ({scrub(str(err), pii=False, mark="***")[:300]})') from None
+            raise ServiceError(f'{self.provider}{where}: the key/model check failed '
+                               f'({scrub(str(err), pii=False, mark="***")[:300]})') from None
     self._spawn(go()).result()
 
 # %% ../nbs/03c_service.ipynb #1b187519
@@ -326,7 +328,8 @@ def summarize_calls(records:list[dict],       # call records (`ServiceClient.rec
                     paid:list[dict]|None=None  # ledger rows of the same work (`CallCache.paid`); default: the records' own
                    )->dict:
     """Per phase: calls, cached, failures, budget_exceeded, attempts (from `records`), and the paid calls' count, tokens
-    and cost — from the ledger when given, which also holds what a killed process paid. network_calls = paid + failures."""
+    and cost — from the ledger when given, which also holds what a killed process paid. network_calls = paid +
+    failures."""
     out = {}
     if paid is None: paid = [r for r in records if r['status'] == 'ok' and not r['cached']]
     for r in records:

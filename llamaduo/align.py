@@ -198,7 +198,8 @@ def _lean_sft_trainer():
             right, n = self.accelerator.gather_for_metrics(right).sum(), self.accelerator.gather_for_metrics(n).sum()
             self._metrics[mode]['mean_token_accuracy'].append((right / n).item() if n > 0 else 0.0)
             if mode == 'train' and 'attention_mask' in inputs:
-                self._total_train_tokens += self.accelerator.gather_for_metrics(inputs['attention_mask'].sum()).sum().item()
+                seen = self.accelerator.gather_for_metrics(inputs['attention_mask'].sum())
+                self._total_train_tokens += seen.sum().item()
             self._metrics[mode]['num_tokens'] = [self._total_train_tokens]
             return loss
     return LeanSFTTrainer

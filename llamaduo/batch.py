@@ -205,7 +205,9 @@ class GeminiBatch(BatchAPI):
     max_requests, max_bytes, inline_bytes = None, 2 * 2**30, 20 * 2**20
     STATE = {'JOB_STATE_SUCCEEDED': 'ended', 'JOB_STATE_EXPIRED': 'ended', 'JOB_STATE_CANCELLED': 'ended',
              'JOB_STATE_FAILED': 'failed'}
-    def __init__(self, cli): super().__init__(cli); self.dest = {}
+    def __init__(self, cli):
+        super().__init__(cli)
+        self.dest = {}
     def line(self, key, model, b):
         system, msgs = split_system(b['messages'])
         req = {'contents': [{'role': 'model' if m['role'] == 'assistant' else 'user',

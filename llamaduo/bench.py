@@ -57,7 +57,8 @@ def _bench_server(q, latency:float):
                                        'choices': [{'index': 0,
                         'finish_reason': 'stop', 'message': {'role': 'assistant', 'content': 'ok'}}],
                         'usage': {'prompt_tokens': 5, 'completion_tokens': 1, 'total_tokens': 6}}).encode()
-                writer.write(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n' % len(body) + body)
+                head = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n' % len(body)
+                writer.write(head + body)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError): pass
         finally: writer.close()
@@ -168,7 +169,9 @@ def _edit(p:str, kind:str, rng:random.Random, vocab:list[str])->str|None:
     return q
 
 # %% ../nbs/11_bench.ipynb #a0474452
-def _bucket(t:str)->str: n = len(tokens(t)); return 'lt20' if n < 20 else '20to39' if n < 40 else 'ge40'
+def _bucket(t:str)->str:
+    n = len(tokens(t))
+    return 'lt20' if n < 20 else '20to39' if n < 40 else 'ge40'
 
 # %% ../nbs/11_bench.ipynb #58ee2144
 def _pair(pid, ins, res, cat='open_qa')->dict:
@@ -370,10 +373,10 @@ def bench_train(steps:int=20,                   # optimizer steps per method
                 batch_size:int=8,               # examples per step
                 methods:str='lora,qlora,full',  # methods to measure, comma-separated
                 base:str='smollm2-135m',        # base model: a named real base (smollm2-135m), demo-tiny, a folder
-                baseline:bool=True,             # also train a plain TRL SFTTrainer (LoRA, its defaults) and give ratios to it
+                baseline:bool=True,             # also train a plain TRL SFTTrainer (LoRA, its defaults): ratios to it
                 levers:bool=False,              # also train LoRA with each speed setting turned off, one at a time
-                compile:bool=True,              # also train LoRA with train.compile (regional torch.compile), as `lora_compiled`
-                rounds:int=1                    # rounds of the baseline and every method in turn; figures are medians over rounds
+                compile:bool=True,              # also train LoRA with train.compile, as `lora_compiled`
+                rounds:int=1                    # rounds of the baseline and every method in turn; medians over rounds
                )->dict:
     """Training tokens/s of lora / qlora / full and of a plain TRL baseline on the same demo records; prints one
     JSON line."""
@@ -469,7 +472,7 @@ def plot_demo_band(rows:pd.DataFrame, path:str|Path, epsilon:float|None=None, sc
 def bench_demo(seeds:int=10,            # number of seeds (42, 43, ...)
                threads:int=2,           # CPU threads per run (1 or 2)
                isa:str='native',        # CPU kernels: native, or avx2 (a machine without AVX-512: other float results)
-               out:str|None=None,       # folder for the runs, bench_demo.csv and demo_band.png (default outputs/bench_demo_t<threads>[_<isa>])
+               out:str|None=None,       # folder of the runs, bench_demo.csv and demo_band.png (outputs/bench_demo_t<n>)
                first_seed:int=42,       # the first seed (the demo's own)
                overrides:list[str]|None=None  # recipe overrides for every run, e.g. train.learning_rate=3e-3
               )->dict:
@@ -556,7 +559,8 @@ def bench_capture(levels:list[int]=[1, 16, 100], # concurrent clients to measure
     """Latency capture adds (p50, p99) at each level of concurrent clients, and lost or duplicated records; prints
     one JSON line."""
     import multiprocessing as mp
-    ctx, tmp, procs, ports, levels = mp.get_context('spawn'), Path(tempfile.mkdtemp(prefix='bench-capture-')), [], [], [int(x) for x in levels]
+    ctx, tmp = mp.get_context('spawn'), Path(tempfile.mkdtemp(prefix='bench-capture-'))
+    procs, ports, levels = [], [], [int(x) for x in levels]
     pct = lambda v, q: round(statistics.quantiles(v, n=100, method='inclusive')[q - 1], 3)
     res, sent = dict(bench='capture', latency_ms=latency_ms, requests={}, p50_ms={}, p99_ms={}, p50_overhead_ms={},
                      p99_overhead_ms={},
@@ -577,7 +581,8 @@ def bench_capture(levels:list[int]=[1, 16, 100], # concurrent clients to measure
         return {k: pct(v, 50) for k, v in lat.items()}, {k: pct(v, 99) for k, v in lat.items()}, cpu
     try:
         for what in ('upstream', 'capture'):
-            kw = dict(latency=latency_ms / 1000) if what == 'upstream' else dict(upstream=f'http://127.0.0.1:{ports[0]}/v1', out=str(tmp))
+            if what == 'upstream': kw = dict(latency=latency_ms / 1000)
+            else: kw = dict(upstream=f'http://127.0.0.1:{ports[0]}/v1', out=str(tmp))
             procs.append(p := ctx.Process(target=_serve_main, args=(q := ctx.Queue(), what, kw), daemon=True))
             p.start()
             ports.append(q.get(timeout=60))
@@ -596,7 +601,8 @@ def bench_capture(levels:list[int]=[1, 16, 100], # concurrent clients to measure
             # every client started at once: they stay in step, and each wave of `lvl` requests lands together
             if lvl > 1:
                 l50, l99, _ = measure(lvl, n, 0.0)
-                res['lockstep_p50_overhead_ms'][lvl], res['lockstep_p99_overhead_ms'][lvl] = round(l50['capture'] - l50['direct'], 3), round(l99['capture'] - l99['direct'], 3)
+                res['lockstep_p50_overhead_ms'][lvl] = round(l50['capture'] - l50['direct'], 3)
+                res['lockstep_p99_overhead_ms'][lvl] = round(l99['capture'] - l99['direct'], 3)
                 lock = f"{res['lockstep_p50_overhead_ms'][lvl]:12.2f} / {res['lockstep_p99_overhead_ms'][lvl]:.2f}"
             print(f"{lvl:7d} {2*n:8d} {p50['direct']:10.2f} {p50['capture']:11.2f} {res['p50_overhead_ms'][lvl]:7.2f} "
                   f"{p99['direct']:10.2f} {p99['capture']:11.2f} {res['p99_overhead_ms'][lvl]:7.2f} "

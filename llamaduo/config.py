@@ -81,7 +81,8 @@ class TrainCfg(Section):
                     "kernel), else the model's default")
     group_by_length: bool = Field(False, description='batch examples of similar length together (less padding)')
     gradient_checkpointing: bool|None = Field(None,
-        description='recompute activations in backward to save memory; None: on a GPU only (TRL turns it on everywhere)')
+        description='recompute activations in backward to save memory; None: on a GPU only '
+                    '(TRL turns it on everywhere)')
     compile: bool = Field(False,
         description='torch.compile each repeated decoder block in place (regional, dynamic shapes); it compiles '
                     'during the first step; bench train measures it as lora_compiled')
@@ -281,8 +282,8 @@ def _explain(e:ValidationError, src:str)->RecipeError:
             m = _model_at(loc[:-1])
             valid = list(m.model_fields) if m else []
             close = difflib.get_close_matches(str(loc[-1]).replace('-', '_'), valid, n=1, cutoff=0.5)
-            hint = f" — did you mean '{'.'.join(map(str, loc[:-1] + (close[0],)))}'?" if close else (f" (valid keys "
-                                                                                                     f"here: {', '.join(valid)})")
+            if close: hint = f" — did you mean '{'.'.join(map(str, loc[:-1] + (close[0],)))}'?"
+            else: hint = f" (valid keys here: {', '.join(valid)})"
             msgs.append(f"unknown key '{key}'{hint}")
         else: msgs.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
     return RecipeError(f"{src}: " + '; '.join(msgs))

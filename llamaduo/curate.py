@@ -237,8 +237,8 @@ def near_duplicates(new:list[str],            # texts to check, in priority orde
                     num_perm:int=128, ngram:int=3,
                     within:bool=True,         # also dedup `new` against its own earlier kept items
                     skip:list[bool]|None=None,# items already removed (not checked, not indexed)
-                    short:int=20,             # texts under this many words are also sketched over single words (0: never)
-                    scale:int=0,              # texts under this many words need a proportionally higher ROUGE-L (0: never)
+                    short:int=20,             # texts under this many words are also sketched by word (0: never)
+                    scale:int=0,              # texts under this many words need a higher ROUGE-L (0: never)
                     progress:bool=False,      # show a progress bar
                     words:tuple|None=None     # `_word_ids(ref + new)` when already computed
                    )->list[tuple[int,float]|None]:
@@ -411,11 +411,11 @@ def _load_all(paths, dc)->list[dict]:
                                    dc.duplicates).values() for r in v]
 
 # %% ../nbs/07a_curate.ipynb #49fb3e68
-def curate(input:str,                       # dataset to clean: a file the loaders read (jsonl, json, csv, parquet) or a `datasets` folder
+def curate(input:str,                       # dataset to clean: jsonl, json, csv, parquet, or a `datasets` folder
            out:str|None=None,               # output folder (default outputs/curate/<input name>)
-           reference:list[str]|None=None,   # datasets the kept records must not duplicate (e.g. a train split already in use)
+           reference:list[str]|None=None,   # datasets the kept records must not duplicate (a train split in use)
            test:list[str]|None=None,        # test sets to decontaminate against
-           config:str|None=None,            # a recipe (name or YAML file) whose `data` (columns) and `synth` (thresholds) settings apply; default: the defaults
+           config:str|None=None,            # a recipe whose `data` (columns) and `synth` (thresholds) apply
            overrides:list[str]|None=None,   # dotted key=value overrides, e.g. synth.rouge_threshold=0.8
            quiet:bool=False
           )->dict:

@@ -366,9 +366,9 @@ def load_coverage(source:str,                     # file, folder of .jsonl files
                   format:str='auto',              # jsonl|json|csv|parquet|disk|hub
                   columns:str|dict='auto',        # preset name or {our_field: their_column or path}
                   categories:list[str]|None=None, # keep only these (each must have rows)
-                  default_category:str|None=None, # category of rows without one; None: such rows are an error when others have one
-                  duplicates:str='drop',          # a row repeating a prompt_id: 'drop' it (the first is kept) or 'error'
-                  stats:dict|None=None            # filled with rows, records, duplicates_dropped, default_category, default_category_rows
+                  default_category:str|None=None, # category of rows without one; None: an error if others have one
+                  duplicates:str='drop',          # a row repeating a prompt_id: 'drop' it (the first stays) or 'error'
+                  stats:dict|None=None            # filled with rows, records, duplicates_dropped, default_category…
                  )->dict[str|None,list[dict]]:
     "Load and validate a coverage dataset: {split: records}; split is None when the source has no split of its own."
     if duplicates not in ('drop', 'error'):

@@ -21,7 +21,8 @@ __all__ = ['CATEGORIES', 'NAMES', 'OBJECTS', 'COLORS', 'CITIES', 'POSITIVE', 'NE
 CATEGORIES = ['classification', 'closed_qa', 'summarization', 'coding']
 
 # %% ../nbs/02_demo.ipynb #091b807f
-NAMES = 'Ava Ben Cleo Dan Eva Finn Gus Hana Ivo Jade Kai Lena Milo Nora Omar Pia Rex Sara Tom Uma Vera Wes Yara Zoe'.split()
+NAMES = ('Ava Ben Cleo Dan Eva Finn Gus Hana Ivo Jade Kai Lena Milo Nora Omar Pia Rex Sara Tom Uma Vera Wes Yara '
+         'Zoe').split()
 
 # %% ../nbs/02_demo.ipynb #3cd83d5d
 OBJECTS = ('lamp kettle bicycle notebook jacket teapot guitar wallet umbrella chair scarf basket mirror clock blanket '

@@ -58,7 +58,8 @@ def _tiktoken(model:str):
         import tiktoken
         name = tiktoken.encoding_name_for_model(model)
     except Exception: return None   # not installed, or a model tiktoken does not know
-    d = os.environ.get('TIKTOKEN_CACHE_DIR') or os.environ.get('DATA_GYM_CACHE_DIR') or os.path.join(tempfile.gettempdir(), 'data-gym-cache')
+    default = os.path.join(tempfile.gettempdir(), 'data-gym-cache')
+    d = os.environ.get('TIKTOKEN_CACHE_DIR') or os.environ.get('DATA_GYM_CACHE_DIR') or default
     url = f'https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken'
     if not (Path(d)/hashlib.sha1(url.encode()).hexdigest()).exists(): return None   # loading it would download
     try: return tiktoken.get_encoding(name)
@@ -149,7 +150,9 @@ def sized_records(recs:list[dict]|None,  # records of the data, or None (then `n
 
 # %% ../nbs/03e_estimate.ipynb #aa7c90f6
 class _Collected(Exception):
-    def __init__(self, requests, phase): super().__init__(phase); self.requests, self.phase = requests, phase
+    def __init__(self, requests, phase):
+        super().__init__(phase)
+        self.requests, self.phase = requests, phase
 
 class _Recorder:
     "A stand-in service client: records the requests of the first `batch` and stops the phase there (nothing is sent)."
@@ -310,10 +313,10 @@ def format_estimate(est:dict)->str:
 # %% ../nbs/03e_estimate.ipynb #5278fcf2
 def estimate(recipe:str,                      # recipe name (demo, no_robots) or path to a YAML recipe
              overrides:list[str]|None=None,   # recipe keys to override, e.g. service.model=gpt-4o-mini
-             train_size:int|None=None,        # train records after data.categories (for data that cannot be read here, or instead of the data's)
-             test_size:int|None=None,         # test records after data.categories (for data that cannot be read here, or instead of the data's)
-             prompt_chars:float|None=None,    # mean characters of a prompt (for data that cannot be read here, or instead of the data's)
-             response_chars:float|None=None,  # mean characters of a reference answer (for data that cannot be read here, or instead of the data's)
+             train_size:int|None=None,        # train records after data.categories (data unreadable here, or instead)
+             test_size:int|None=None,         # test records after data.categories (data unreadable here, or instead)
+             prompt_chars:float|None=None,    # mean characters of a prompt (data unreadable here, or instead)
+             response_chars:float|None=None,  # mean characters of a reference answer (data unreadable here, or instead)
              quiet:bool=False                 # print nothing (the figures are returned)
             )->dict:
     """Service calls, tokens and dollars of a recipe's loop before anything is paid (no API key): a table, then one

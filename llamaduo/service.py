@@ -136,7 +136,8 @@ class ServiceClient:
                  backoff:tuple=(0.5, 30.0),      # first and largest retry wait, seconds
                  progress:bool=True,             # show a progress bar per batch
                  batch_jobs=None):               # how to run provider batch jobs (`llamaduo.batch.BatchJobs`)
-        self.cfg, self.provider, self.model, self.seed, self.backoff, self.progress = cfg, cfg.provider, cfg.model, seed, backoff, progress
+        self.cfg, self.provider, self.model, self.seed = cfg, cfg.provider, cfg.model, seed
+        self.backoff, self.progress = backoff, progress
         envs = [cfg.api_key_env] if cfg.api_key_env else KEY_ENV[cfg.provider]
         self.key_env = envs[0] if envs else None
         secret_env(cfg.api_key_env)   # its value is redacted wherever it could appear, whatever the variable is called
@@ -325,7 +326,7 @@ def _usage_row()->dict: return dict(calls=0, network_calls=0, cached=0, failures
 
 # %% ../nbs/03c_service.ipynb #ceb44545
 def summarize_calls(records:list[dict],       # call records (`ServiceClient.records`, a folder's calls.jsonl)
-                    paid:list[dict]|None=None  # ledger rows of the same work (`CallCache.paid`); default: the records' own
+                    paid:list[dict]|None=None  # ledger rows of the same work (`CallCache.paid`); default: the records'
                    )->dict:
     """Per phase: calls, cached, failures, budget_exceeded, attempts (from `records`), and the paid calls' count, tokens
     and cost — from the ledger when given, which also holds what a killed process paid. network_calls = paid +

@@ -31,8 +31,8 @@ __all__ = ['SYNTH_TEMPLATE_VERSION', 'SYNTH_TEMPLATE', 'EXAMPLE_BLOCK', 'synth_p
 SYNTH_TEMPLATE_VERSION = 'synth-v1'
 
 # %% ../nbs/07_synth.ipynb #9274260e
-SYNTH_TEMPLATE = """You are creating training data that teaches a small model one task. Below are example(s) of the task, \
-in the category "{category}":
+SYNTH_TEMPLATE = """You are creating training data that teaches a small model one task. Below are example(s) of \
+the task, in the category "{category}":
 
 {examples}
 
@@ -49,7 +49,8 @@ Answer with JSON only, exactly in this shape:
 {{"pairs": [{{"instruction": "...", "response": "..."}}]}}"""
 
 # %% ../nbs/07_synth.ipynb #8eb8208c
-EXAMPLE_BLOCK = '<example category="{category}">\n<instruction>\n{instruction}\n</instruction>\n<response>\n{response}\n</response>\n</example>'
+EXAMPLE_BLOCK = ('<example category="{category}">\n<instruction>\n{instruction}\n</instruction>\n'
+                 '<response>\n{response}\n</response>\n</example>')
 
 # %% ../nbs/07_synth.ipynb #50bdf042
 def synth_prompt(seeds:list[dict],          # seed example records (one category)

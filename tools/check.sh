@@ -17,6 +17,15 @@ if [ "$before" != "$after" ]; then echo "FAIL: llamaduo/ was out of sync with nb
 echo "== lint: pyflakes on llamaduo/ (no undefined names, no unused imports)"
 python -m pyflakes llamaduo
 
+echo "== lint: ruff over nbs/ (lines <= 120, one statement per line: ruff.toml)"
+python -m ruff check nbs
+
+echo "== house: no import circle, no private name imported across modules, cell and line figures (tools/house.py)"
+python tools/house.py --check > /dev/null || python tools/house.py --check
+
+echo "== architecture: the drawn import graph has one module per notebook (tools/architecture.py)"
+python tools/architecture.py --check
+
 echo "== hygiene: README rendered from nbs/index.ipynb"
 python tools/readme.py --check
 

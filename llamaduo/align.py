@@ -20,8 +20,8 @@ from .models import load_tokenizer, training_records
 # %% auto #0
 __all__ = ['WARMUP_STEPS', 'use_bf16', 'attn_implementation', 'fix_cpu_4bit', 'compile_blocks', 'load_for_training', 'lora_grads',
            'sft_dataset', 'sft_config', 'last_complete_checkpoint', 'lean_loss', 'make_trainer', 'loss_points',
-           'write_loss_curve', 'steady_tokens_per_s', 'length_report', 'length_note', 'train', 'align_phase',
-           'accelerate_config', 'align_records']
+           'write_loss_curve', 'step_clock', 'steady_tokens_per_s', 'length_report', 'length_note', 'train',
+           'align_phase', 'accelerate_config', 'align_records']
 
 # %% ../nbs/04_align.ipynb #80e4f73f
 def use_bf16(cfg:Recipe)->bool:
@@ -253,7 +253,7 @@ def _rank_marker(out_dir:Path, trainer)->None:
 WARMUP_STEPS = 2   # steps left out of `steady_tokens_per_s`: a compiled run compiles in its first step
 
 # %% ../nbs/04_align.ipynb #a1eaa00f
-def _step_clock():
+def step_clock():
     "A callback noting (time, tokens seen) at the end of every optimizer step."
     from transformers import TrainerCallback
     class StepClock(TrainerCallback):
@@ -262,6 +262,8 @@ def _step_clock():
                         **kw): self.marks.append((time.time(), int(state.num_input_tokens_seen)))
     return StepClock()
 
+
+# %% ../nbs/04_align.ipynb #161c5977
 def steady_tokens_per_s(marks:list[tuple], warmup:int=WARMUP_STEPS)->float|None:
     "Tokens/s over the steps after the first `warmup` ones, from a step clock's marks; None when fewer steps ran."
     if len(marks) <= warmup or warmup < 1: return None
@@ -310,7 +312,7 @@ def train(records:list[dict],     # example records (chat `messages`)
     set_seed(cfg.seed)
     model, tok, rank = load_for_training(base, cfg, len(records))
     trainer = make_trainer(model, tok, records, c.path, cfg)
-    trainer.add_callback(clock := _step_clock())
+    trainer.add_callback(clock := step_clock())
     lengths = length_report(trainer, len(records), cfg.train.max_length)
     if note := length_note(dict(lengths, n_examples=len(records))):
         warnings.warn(f'{c.train if c.train.exists() else c.path}: {note}')

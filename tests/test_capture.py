@@ -392,3 +392,23 @@ def test_a_small_request_beside_a_5_mb_one_is_not_held_up(tmp_path):
     assert waits[-1] < 0.5, waits[-5:]   # 0.93 s when the record was built on the event loop
     recs = read_jsonl(tmp_path/'out'/'captured.jsonl')
     assert any(len(r['messages'][0]['content']) > 2_000_000 and '@example.com' not in r['messages'][0]['content'] for r in recs)
+
+@pytest.mark.parametrize('enc', ['br', 'zstd', 'gzip'])
+def test_compressed_answers_are_decoded_for_recording(tmp_path, enc):
+    import brotli, gzip, zstandard
+    from fastapi.responses import Response
+    app = FastAPI()
+    @app.post('/v1/chat/completions')
+    async def chat(request: Request):
+        body = json.dumps({'id': 'c1', 'object': 'chat.completion', 'created': 1, 'model': 'm-1',
+                           'choices': [{'index': 0, 'message': {'role': 'assistant', 'content': 'packed hello'},
+                                        'finish_reason': 'stop'}]}).encode()
+        pack = {'br': brotli.compress, 'zstd': zstandard.ZstdCompressor().compress, 'gzip': gzip.compress}[enc]
+        return Response(pack(body), media_type='application/json', headers={'content-encoding': enc})
+    with serving(app) as up_url:
+        cap = capture_app(up_url + '/v1', tmp_path/'out')
+        with serving(cap) as cap_url:
+            r = sdk(cap_url).chat.completions.create(model='m', messages=[{'role': 'user', 'content': 'hi'}])
+            assert r.choices[0].message.content == 'packed hello'
+            recs = recorded(cap, tmp_path/'out', 1)
+    assert cap.state.stats['records'] == 1 and recs[0]['messages'][-1]['content'] == 'packed hello', dict(cap.state.stats)

@@ -120,3 +120,10 @@ def test_estimate_vs_actual_needs_an_estimate(tmp_path):
 
 def test_empty_split_is_an_error():
     with pytest.raises(EstimateError, match='both are needed'): estimate_splits(load_recipe('demo'), [], [])
+
+def test_rows_the_loader_drops_are_said_in_the_estimate(tmp_path, capsys):
+    rows = [dict(instruction=f'Question number {i}?', response=f'Answer {i}.') for i in range(12)]
+    (tmp_path/'cov.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows + [rows[2], rows[5]]))
+    e = estimate('demo', [f'data.source={tmp_path/"cov.jsonl"}', 'data.format=auto'])
+    out = capsys.readouterr().out
+    assert e['data']['dropped_on_load'] == 2 and '2 row(s) of' in out and 'dropped on load' in out

@@ -321,7 +321,7 @@ def test_import_batch_output_and_messages_log(tmp_path):
                                 {'messages': [{'role': 'user', 'content': 'Look', 'tool_calls': [{}]}, {'role': 'assistant', 'content': 'ok'}]}])
     assert import_log(str(tmp_path/'pairs.jsonl'), str(tmp_path/'data'))['records'] == 2
     r = import_log(str(tmp_path/'chats.jsonl'), str(tmp_path/'data'), format='messages')
-    assert r['records'] == 1 and r['skipped'] == {'tool calls or an unknown role': 1}
+    assert r['records'] == 1 and r['skipped'] == {'tool calls outside an assistant turn': 1}
     loaded = load_coverage(str(tmp_path/'data'))[None]
     assert sorted(x['category'] for x in loaded) == ['captured', 'captured', 'greeting', 'math', 'math']
 

@@ -412,3 +412,38 @@ def test_compressed_answers_are_decoded_for_recording(tmp_path, enc):
             assert r.choices[0].message.content == 'packed hello'
             recs = recorded(cap, tmp_path/'out', 1)
     assert cap.state.stats['records'] == 1 and recs[0]['messages'][-1]['content'] == 'packed hello', dict(cap.state.stats)
+
+@pytest.mark.parametrize('command', ['capture', 'route'])
+def test_ctrl_c_from_a_terminal_prints_the_summary_and_no_traceback(tmp_path, command):
+    "Ctrl-C typed in a terminal signals the whole foreground group: the proxy and the recorder's worker processes."
+    import fcntl, os, pty, select, subprocess, sys, termios
+    with serving(upstream()) as up_url:
+        args = (['capture', '--upstream', up_url + '/v1', '--out', str(tmp_path/'out')] if command == 'capture' else
+                ['route', '--local', up_url + '/v1', '--service', up_url + '/v1', '--share', '0.5'])
+        master, slave = pty.openpty()
+        p = subprocess.Popen([sys.executable, '-m', 'llamaduo.cli', *args, '--port', '0'], stdin=slave, stdout=slave,
+                             stderr=slave, start_new_session=True, env={**os.environ, 'PYTHONUNBUFFERED': '1'},
+                             preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+        os.close(slave)
+        seen = b''
+        def read_until(pred, timeout):
+            nonlocal seen
+            t0 = time.monotonic()
+            while not pred(seen) and time.monotonic() - t0 < timeout:
+                if select.select([master], [], [], 0.1)[0]:
+                    try: chunk = os.read(master, 65536)
+                    except OSError: break   # the terminal closed: every process on it has ended
+                    if not chunk: break
+                    seen += chunk
+        read_until(lambda b: b'/v1' in b, 60)
+        line = seen.decode(errors='replace')
+        url = line.split('point the app at ' if command == 'capture' else 'routing ')[1].split('/v1')[0]
+        assert sdk(url).chat.completions.create(model='gpt-4o', messages=MSGS[1:]).choices[0].message.content
+        time.sleep(1)
+        os.write(master, b'\x03')   # Ctrl-C, as typed
+        read_until(lambda b: False, 30)
+        p.wait(30)
+        os.close(master)
+    out = seen.decode(errors='replace')
+    assert p.returncode == 0 and 'Traceback' not in out and 'KeyboardInterrupt' not in out, out
+    assert ('captured 1 records' if command == 'capture' else 'routed: ') in out, out

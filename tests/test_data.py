@@ -260,3 +260,55 @@ def test_rows_dropped_on_load_are_said_by_the_run_that_drops_them(tmp_path, caps
     run = init_run('demo', tmp_path/'run', {'data.source': str(tmp_path/'cov.jsonl'), 'data.format': 'auto'})
     assert len(run.train) + len(run.test) == 12
     assert f'coverage: 1 row(s) of {tmp_path/"cov.jsonl"} dropped on load: the same conversation' in capsys.readouterr().out
+
+def _fine_tuning_file():
+    "An OpenAI chat fine-tuning file: system prompts, weighted multi-turn chats, tools, parallel calls, content parts."
+    weather = {'type': 'function', 'function': {'name': 'get_weather', 'description': 'Weather in a city',
+               'parameters': {'type': 'object', 'properties': {'city': {'type': 'string'}}, 'required': ['city']}}}
+    fx = {'type': 'function', 'function': {'name': 'convert', 'parameters': {'type': 'object', 'properties': {
+          'amount': {'type': 'number'}, 'to': {'type': 'string'}}, 'required': ['amount', 'to']}}}
+    call = lambda i, name, args: {'id': i, 'type': 'function', 'function': {'name': name, 'arguments': json.dumps(args)}}
+    sys_ = {'role': 'system', 'content': 'You are Marv, a factual chatbot that is also sarcastic.'}
+    rows = [
+        {'messages': [sys_, {'role': 'user', 'content': "What's the capital of France?"},
+                      {'role': 'assistant', 'content': "Paris, as if everyone doesn't know that already.", 'weight': 0},
+                      {'role': 'user', 'content': 'Can you be more sarcastic?'},
+                      {'role': 'assistant', 'content': "Paris, as if everyone doesn't know that already. Happy now?",
+                       'weight': 1}]},
+        {'messages': [sys_, {'role': 'user', 'content': [{'type': 'text', 'text': "Who wrote 'Romeo and Juliet'?"},
+                                                         {'type': 'text', 'text': 'Answer in one line.'}]},
+                      {'role': 'assistant', 'content': [{'type': 'text', 'text': 'Oh, just some guy named Shakespeare.'}]}]},
+        {'messages': [{'role': 'user', 'content': 'What is the weather in Paris and in Rome today?'},
+                      {'role': 'assistant', 'tool_calls': [call('call_a', 'get_weather', {'city': 'Paris'}),
+                                                           call('call_b', 'get_weather', {'city': 'Rome'})]},
+                      {'role': 'tool', 'tool_call_id': 'call_a', 'content': '21 C, sunny'},
+                      {'role': 'tool', 'tool_call_id': 'call_b', 'content': '25 C, clear'},
+                      {'role': 'assistant', 'content': 'Paris is sunny at 21 C; Rome is clear at 25 C.'}],
+         'tools': [weather], 'parallel_tool_calls': True},
+        {'messages': [{'role': 'system', 'content': 'You convert currencies for travellers.'},
+                      {'role': 'user', 'content': 'How much is 120 dollars in euros?'},
+                      {'role': 'assistant', 'content': None, 'tool_calls': [call('c1', 'convert', {'amount': 120, 'to': 'EUR'})]}],
+         'tools': [fx, weather], 'parallel_tool_calls': False},
+        {'messages': [{'role': 'user', 'content': 'Give me three tips for sleeping better on long flights.'},
+                      {'role': 'assistant', 'content': 'Pick a window seat, bring an eye mask, and skip the coffee.'}]},
+    ]
+    return rows
+
+def test_an_openai_fine_tuning_file_goes_through_curate_whole(tmp_path):
+    from llamaduo.curate import curate
+    rows = _fine_tuning_file()
+    _jsonl(tmp_path, 'ft.jsonl', rows)
+    rep = curate(str(tmp_path/'ft.jsonl'), out=str(tmp_path/'cur'), quiet=True)
+    kept = [json.loads(l) for l in (tmp_path/'cur'/'kept.jsonl').read_text().splitlines()]
+    assert rep['kept'] == len(rows) == len(kept), rep['stages']
+    join = lambda c: '\n'.join(p['text'] for p in c) if isinstance(c, list) else c
+    for row, rec in zip(rows, kept):
+        assert rec['messages'] == [{**m, 'content': join(m['content'])} if 'content' in m else m for m in row['messages']]
+        for k in ('tools', 'parallel_tool_calls'): assert rec.get(k) == row.get(k)
+    assert [m.get('weight') for m in kept[0]['messages']] == [None, None, 0, None, 1]
+
+def test_a_broken_tool_record_is_one_line_naming_file_row_and_reason(tmp_path):
+    rows = _fine_tuning_file()
+    rows[2]['messages'][2]['tool_call_id'] = 'call_zzz'
+    p = _jsonl(tmp_path, 'ft.jsonl', rows)
+    assert str(_err(load_coverage, p)) == f"{p}, row 3: message 2 (tool) answers 'call_zzz', which is not a pending tool call"

@@ -60,7 +60,15 @@ def capture_rows(f:dict)->list[dict]:
     return [{'concurrent clients': int(l), 'requests': f['requests'][l], 'p50 direct ms': f['p50_ms'][l]['direct'], 'p50 capture ms': f['p50_ms'][l]['capture'],
              'p50 added ms': f['p50_overhead_ms'][l], 'p99 added ms': f['p99_overhead_ms'][l], 'proxy CPU ms/request': f['proxy_cpu_ms_per_request'][l],
              'lockstep p50 added ms': f['lockstep_p50_overhead_ms'].get(l, ''), 'lost': f['lost'] if l == max(f['requests'], key=int) else '',
-             'duplicated': f['duplicated'] if l == max(f['requests'], key=int) else ''} for l in f['requests']]
+             'duplicated': f['duplicated'] if l == max(f['requests'], key=int) else '', 'max added ms': ''}
+            for l in f['requests']] + ([] if 'beside_5mb' not in f else [beside_row(f['beside_5mb'])])
+
+def beside_row(b:dict)->dict:
+    "The capture bench's row of small requests sent one at a time while 5 MB requests go through the same path."
+    return {'concurrent clients': '1, beside 5 MB requests', 'requests': b['small'], 'p50 direct ms': b['direct_p50_ms'],
+            'p50 capture ms': b['capture_p50_ms'], 'p50 added ms': b['added_p50_ms'], 'p99 added ms': '',
+            'proxy CPU ms/request': '', 'lockstep p50 added ms': '', 'lost': '', 'duplicated': '',
+            'max added ms': b['added_max_ms']}
 
 def estimate_rows(f:dict)->list[dict]:
     "`llamaduo estimate`'s JSON line: per phase, calls, tokens and dollars online and in batch, and the total."

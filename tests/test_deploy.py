@@ -92,3 +92,26 @@ def test_cli_deploy_no_serve_writes_card_and_break_even(tmp_path, capsys):
     want = break_even(20000, 1000, 500, 5.0, 15.0, 0.70, 1, 2000.0)
     assert be['month'] == want['month'] and be['month'] is not None and (run/'deploy'/'break_even.png').exists()
     assert f"cheaper from month {want['month']}" in capsys.readouterr().out
+
+def test_model_card_gives_the_serving_commands_and_vllm_takes_the_adapter(tmp_path):
+    "An adapter of rank 32: the card's vLLM line serves the base with it and raises --max-lora-rank; the adapter passes vLLM's checks."
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from llamaduo.loop import init_run
+    from llamaduo.deploy import vllm_lora_issues
+    run = init_run('demo', out=tmp_path/'run', overrides={'data.demo_size': 40})
+    d = run/'cycle_00'; d.mkdir()
+    write_json(d/'metrics.json', _metrics(70.0)); write_json(d/'decision.json', {'pass': True})
+    torch.manual_seed(0)
+    peft = get_peft_model(AutoModelForCausalLM.from_pretrained(run.base_model),
+                          LoraConfig(r=32, lora_alpha=64, target_modules=['q_proj', 'v_proj'], init_lora_weights=False))
+    peft.save_pretrained(d/'model'); AutoTokenizer.from_pretrained(run.base_model).save_pretrained(d/'model')
+    assert vllm_lora_issues(d/'model') == []
+    deploy(run, serve=False)
+    card = (run/'deploy'/'MODEL_CARD.md').read_text()
+    merged, adapter = (run/'deploy'/'model').resolve(), (d/'model').resolve()
+    assert f'`llamaduo serve {run.path.resolve()} --port 8000`' in card and f'`transformers serve {merged} --port 8000`' in card
+    assert f'`vllm serve {merged} --served-model-name demo-local --port 8000`' in card
+    assert f'--enable-lora --lora-modules demo-local={adapter} --max-lora-rank 32 --port 8000`' in card, card
+    assert 'would refuse' not in card

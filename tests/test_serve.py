@@ -12,12 +12,14 @@ def _metrics(v):
 
 @pytest.fixture
 def run(tmp_path):
-    "A demo run folder whose cycle 0 holds a model (the untrained tiny base, standing in for a `full` fine-tune)."
+    "A demo run folder whose cycle 0 holds a model: SmolLM2-135M-Instruct, standing in for a `full` fine-tune."
+    pytest.importorskip('gguf')
     from llamaduo.loop import init_run
+    from llamaduo.models import build_named_base
     run = init_run('demo', out=tmp_path/'run', overrides={'data.demo_size': 40})
     d = run/'cycle_00'; d.mkdir()
     write_json(d/'metrics.json', _metrics(60.0)); write_json(d/'decision.json', {'pass': False, 'verdict': 'synthesize'})
-    shutil.copytree(run/'base_model', d/'model')
+    shutil.copytree(build_named_base('smollm2-135m', progress=False), d/'model')
     return run
 
 def test_serve_answers_as_infer_and_is_the_local_side_of_route(run):
@@ -35,7 +37,10 @@ def test_serve_answers_as_infer_and_is_the_local_side_of_route(run):
         client = openai.OpenAI(base_url=url + '/v1', api_key='none', max_retries=0)
         got = [client.chat.completions.create(model='demo-local', messages=r['messages'][:-1]).choices[0].message.content
                for r in test]
-        assert got == want
+        assert got == want and all(len(w.split()) >= 3 for w in want), want
+        pieces = [c.choices[0].delta.content for c in client.chat.completions.create(
+            model='demo-local', messages=test[0]['messages'][:-1], stream=True) if c.choices and c.choices[0].delta.content]
+        assert ''.join(pieces) == want[0] and len(pieces) > 1
         assert [m.id for m in client.models.list().data] == ['demo-local']
         with serving(echo_upstream()) as svc, serving(route_app(url + '/v1', svc + '/v1', share=1.0)) as rt:
             r = openai.OpenAI(base_url=rt + '/v1', api_key='sk-test-abcdefghijklmnop', max_retries=0
@@ -44,4 +49,4 @@ def test_serve_answers_as_infer_and_is_the_local_side_of_route(run):
     finally:
         p.send_signal(signal.SIGINT)
         rest, _ = p.communicate(timeout=30)
-    assert p.returncode == 0 and 'Traceback' not in rest and 'served: requests 4' in rest, rest
+    assert p.returncode == 0 and 'Traceback' not in rest and 'served: requests 5' in rest, rest

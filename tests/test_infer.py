@@ -9,7 +9,7 @@ from llamaduo.demo import demo_coverage
 from llamaduo.align import train
 from llamaduo.demo import build_demo_base
 from llamaduo.infer import (load_model, chat_prompts, hf_generate, vllm_request, vllm_available, response_records,
-                            generate_responses, _finish)
+                            generate_responses, cut_at_eos)
 
 FIELDS = ['prompt_id', 'category', 'k', 'response', 'temperature', 'top_p', 'max_new_tokens', 'seed',
           'tokens_in', 'tokens_out', 'finish_reason']
@@ -81,8 +81,8 @@ def test_adapter_on_base(base, adapter, test_recs, tmp_path):
     assert type(m2).__name__.startswith('Peft')
 
 def test_finish_reason_and_token_counts():
-    assert _finish([5, 2, 0, 0], {2}, 0, 4) == ([5, 2], 'stop')
-    assert _finish([5, 6, 7, 8], {2}, 0, 4) == ([5, 6, 7, 8], 'length')
+    assert cut_at_eos([5, 2, 0, 0], {2}, 0, 4) == ([5, 2], 'stop')
+    assert cut_at_eos([5, 6, 7, 8], {2}, 0, 4) == ([5, 6, 7, 8], 'length')
 
 def test_vllm_request_builder_without_vllm(base, test_recs):
     _, tok = load_model(base)

@@ -447,3 +447,29 @@ def test_ctrl_c_from_a_terminal_prints_the_summary_and_no_traceback(tmp_path, co
     out = seen.decode(errors='replace')
     assert p.returncode == 0 and 'Traceback' not in out and 'KeyboardInterrupt' not in out, out
     assert ('captured 1 records' if command == 'capture' else 'routed: ') in out, out
+
+def test_shadow_mode_records_a_5_mb_triple_without_holding_up_small_requests(tmp_path):
+    "Shadow triples are read and redacted in the recorder's worker: small requests pass while a 5 MB one is queued."
+    import threading
+    up = upstream(answer=lambda text: 'ok' if len(text) > 10_000 else text[::-1])
+    with serving(up) as up_url:
+        app = route_app(up_url + '/v1', up_url + '/v1', shadow=True, out=tmp_path/'sh')
+        with serving(app) as url:
+            client = httpx2.Client(timeout=30)
+            big = ' '.join(f'word{i} mail{i}@example.com' for i in range(250_000))[:5_000_000]
+            done, waits = threading.Event(), []
+            def send_big():
+                client.post(url + '/v1/chat/completions', json={'model': 'm', 'messages': [{'role': 'user', 'content': big}]})
+                done.set()
+            threading.Thread(target=send_big).start()
+            while not done.is_set() or app.state.counts['records'] < 1:
+                t0 = time.perf_counter()
+                r = client.post(url + '/v1/chat/completions', json={'model': 'm', 'messages': [{'role': 'user', 'content': 'small one'}]})
+                waits.append(time.perf_counter() - t0)
+                assert r.status_code == 200
+    waits.sort()
+    assert waits[-1] < 0.5, waits[-5:]
+    triples = read_jsonl(tmp_path/'sh'/'shadow.jsonl')
+    big_one = [t for t in triples if len(t['request']['messages'][0]['content']) > 2_000_000]
+    assert len(big_one) == 1 and '@example.com' not in big_one[0]['request']['messages'][0]['content']
+    assert big_one[0]['service']['text'] == 'ok' == big_one[0]['local']['text'] and big_one[0]['service']['latency_s'] > 0

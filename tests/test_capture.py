@@ -366,29 +366,31 @@ def test_ctrl_c_and_sigterm_print_the_summary_and_exit_0(tmp_path, command, sig)
     assert ('captured 1 records' if command == 'capture' else 'routed: ') in rest, first + rest
     if command == 'route': assert sum(map(int, re.findall(r' (\d+)', rest.split('routed: ')[1]))) >= 1, rest
 
+BIG = ' '.join(f'word{i} mail{i}@example.com' for i in range(250_000))[:5_000_000]   # 5 MB with addresses to redact
+
+def small_waits_beside_big(url, recorded):
+    "Seconds each small request took, sent one after another while a 5 MB one goes through, until `recorded()`."
+    import threading
+    client, done, waits = httpx2.Client(timeout=30), threading.Event(), []
+    def send_big():
+        client.post(url + '/v1/chat/completions', json={'model': 'm', 'messages': [{'role': 'user', 'content': BIG}]})
+        done.set()
+    threading.Thread(target=send_big).start()
+    while not done.is_set() or not recorded():
+        t0 = time.perf_counter()
+        r = client.post(url + '/v1/chat/completions', json={'model': 'm', 'messages': [{'role': 'user', 'content': 'small one'}]})
+        waits.append(time.perf_counter() - t0)
+        assert r.status_code == 200
+    return sorted(waits)
+
 def test_a_small_request_beside_a_5_mb_one_is_not_held_up(tmp_path):
     "Recording runs off the event loop: while a 5 MB exchange is built and redacted, small requests still get through."
-    import threading
+    assert len(BIG) >= 5_000_000
     up = upstream(answer=lambda text: 'ok' if len(text) > 10_000 else text[::-1])
     with serving(up) as up_url:
         cap = capture_app(up_url + '/v1', tmp_path/'out', tag='support')
-        with serving(cap) as cap_url:
-            client = httpx2.Client(timeout=30)
-            big = ' '.join(f'word{i} mail{i}@example.com' for i in range(250_000))[:5_000_000]
-            assert len(big) >= 5_000_000
-            done, waits = threading.Event(), []
-            def send_big():
-                client.post(cap_url + '/v1/chat/completions', json={'model': 'm', 'messages': [{'role': 'user', 'content': big}]})
-                done.set()
-            threading.Thread(target=send_big).start()
-            while not done.is_set() or cap.state.stats['records'] < 1:
-                t0 = time.perf_counter()
-                r = client.post(cap_url + '/v1/chat/completions', json={'model': 'm', 'messages': [{'role': 'user', 'content': 'small one'}]})
-                waits.append(time.perf_counter() - t0)
-                assert r.status_code == 200
-            during = len(waits)
-    waits.sort()
-    print(f'small requests while the big one was recorded: {during}, p50 {waits[len(waits)//2]*1000:.0f} ms, max {waits[-1]*1000:.0f} ms')
+        with serving(cap) as cap_url: waits = small_waits_beside_big(cap_url, lambda: cap.state.stats['records'] >= 1)
+    print(f'small requests while the big one was recorded: {len(waits)}, p50 {waits[len(waits)//2]*1000:.0f} ms, max {waits[-1]*1000:.0f} ms')
     assert waits[-1] < 0.5, waits[-5:]   # 0.93 s when the record was built on the event loop
     recs = read_jsonl(tmp_path/'out'/'captured.jsonl')
     assert any(len(r['messages'][0]['content']) > 2_000_000 and '@example.com' not in r['messages'][0]['content'] for r in recs)
@@ -450,24 +452,10 @@ def test_ctrl_c_from_a_terminal_prints_the_summary_and_no_traceback(tmp_path, co
 
 def test_shadow_mode_records_a_5_mb_triple_without_holding_up_small_requests(tmp_path):
     "Shadow triples are read and redacted in the recorder's worker: small requests pass while a 5 MB one is queued."
-    import threading
     up = upstream(answer=lambda text: 'ok' if len(text) > 10_000 else text[::-1])
     with serving(up) as up_url:
         app = route_app(up_url + '/v1', up_url + '/v1', shadow=True, out=tmp_path/'sh')
-        with serving(app) as url:
-            client = httpx2.Client(timeout=30)
-            big = ' '.join(f'word{i} mail{i}@example.com' for i in range(250_000))[:5_000_000]
-            done, waits = threading.Event(), []
-            def send_big():
-                client.post(url + '/v1/chat/completions', json={'model': 'm', 'messages': [{'role': 'user', 'content': big}]})
-                done.set()
-            threading.Thread(target=send_big).start()
-            while not done.is_set() or app.state.counts['records'] < 1:
-                t0 = time.perf_counter()
-                r = client.post(url + '/v1/chat/completions', json={'model': 'm', 'messages': [{'role': 'user', 'content': 'small one'}]})
-                waits.append(time.perf_counter() - t0)
-                assert r.status_code == 200
-    waits.sort()
+        with serving(app) as url: waits = small_waits_beside_big(url, lambda: app.state.counts['records'] >= 1)
     assert waits[-1] < 0.5, waits[-5:]
     triples = read_jsonl(tmp_path/'sh'/'shadow.jsonl')
     big_one = [t for t in triples if len(t['request']['messages'][0]['content']) > 2_000_000]

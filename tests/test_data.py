@@ -76,11 +76,11 @@ def test_bad_input_leaves_nothing_half_written(tmp_path):
     assert len(run.train) + len(run.test) == 2
 
 def test_split_is_stratified_seeded_and_disjoint():
-    recs = demo_coverage(100, seed=3)
+    recs = demo_coverage(120, seed=3)   # 20 of each of the 6 categories
     tr, te = split_coverage(recs, 0.2, seed=5)
-    assert len(tr) + len(te) == 100 and not {r['prompt_id'] for r in tr} & {r['prompt_id'] for r in te}
+    assert len(tr) + len(te) == 120 and not {r['prompt_id'] for r in tr} & {r['prompt_id'] for r in te}
     cats = {r['category'] for r in recs}
-    for c in cats: assert sum(r['category'] == c for r in te) == 5
+    for c in cats: assert sum(r['category'] == c for r in te) == 4
     assert split_coverage(recs, 0.2, seed=5) == (tr, te) and split_coverage(recs, 0.2, seed=6) != (tr, te)
 
 def test_dataset_round_trip():

@@ -36,8 +36,10 @@ def test_counts_and_tokens_are_what_the_demo_service_receives(tmp_path):
     by = {r['phase']: r for r in vs['rows']}
     assert set(by) == {'baseline', 'judge', 'synth'} and all(r['cycle'] == 0 for r in vs['rows']) and not vs['not_estimated']
     n = len(run.test)
-    assert by['judge']['calls'] == by['judge']['est_calls'] == n * cfg.infer.k * cfg.judge.m
-    assert by['baseline']['calls'] == by['baseline']['est_calls'] == n + n * cfg.judge.m
+    judged = sum(not r.get('tools') for r in run.test)   # tool-call answers are graded by structure: no call
+    assert 0 < judged < n
+    assert by['judge']['calls'] == by['judge']['est_calls'] == judged * cfg.infer.k * cfg.judge.m
+    assert by['baseline']['calls'] == by['baseline']['est_calls'] == n + judged * cfg.judge.m
     assert by['synth']['calls'] == by['synth']['est_calls'] == math.ceil(44 / cfg.synth.per_call) == 6
     # the demo provider counts words: the estimate counts the same words in the same prompts
     assert by['judge']['tokens_in'] == by['judge']['est_tokens_in'] and by['synth']['tokens_in'] == by['synth']['est_tokens_in']
@@ -55,7 +57,7 @@ def test_counts_and_tokens_are_what_the_demo_service_receives(tmp_path):
 def test_whole_loop_worst_case_and_batch_half(capsys):
     e = estimate('demo', OPENAI)
     cfg = load_recipe('demo', OPENAI)
-    n, per = len(coverage_splits(cfg)[1]), cfg.synth.per_call
+    n, per = sum(not r.get('tools') for r in coverage_splits(cfg)[1]), cfg.synth.per_call   # judged: the text answers
     vols = [cfg.synth.volume(t) for t in range(cfg.loop.max_cycles - 1)]
     assert e['calls'] == cfg.loop.max_cycles * n * cfg.infer.k * cfg.judge.m + sum(math.ceil(v / per) for v in vols)
     assert e['phases']['synth']['calls'] == sum(math.ceil(v / per) for v in vols) and e['synth_volumes'] == vols
@@ -111,7 +113,8 @@ def test_options_replace_the_data():
     assert any('exceeds service.budget_usd' in n for n in e['notes'])
     # an option beside readable data replaces that figure only
     d = estimate('demo', test_size=10, quiet=True)
-    assert d['data']['test_size'] == 10 and d['data']['train_size'] == 120 and d['phases']['judge']['calls'] == 4 * 10 * 2 * 2
+    judged = sum(not r.get('tools') for r in coverage_splits(load_recipe('demo'))[1][:10])
+    assert d['data']['test_size'] == 10 and d['data']['train_size'] == 144 and d['phases']['judge']['calls'] == 4 * judged * 2 * 2
     with pytest.raises(EstimateError, match='--test-size'): estimate('demo', test_size=0, quiet=True)
 
 def test_estimate_vs_actual_needs_an_estimate(tmp_path):

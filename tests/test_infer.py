@@ -5,7 +5,7 @@ import pytest, torch
 
 from llamaduo.config import load_recipe
 from llamaduo.files import read_jsonl
-from llamaduo.demo import demo_coverage
+from llamaduo.demo import demo_coverage, CATEGORIES
 from llamaduo.align import train
 from llamaduo.demo import build_demo_base
 from llamaduo.infer import (load_model, chat_prompts, hf_generate, vllm_request, vllm_available, response_records,
@@ -20,7 +20,7 @@ def recipe(*ov): return load_recipe('demo', ['infer.max_new_tokens=6', 'infer.ba
 def base(tmp_path_factory): return str(build_demo_base(tmp_path_factory.mktemp('base')/'demo-tiny'))
 
 @pytest.fixture(scope='module')
-def test_recs(): return demo_coverage(6, seed=5)
+def test_recs(): return demo_coverage(6, seed=5, categories=CATEGORIES)   # text answers (tool calls: test_tool_*)
 
 @pytest.fixture(scope='module')
 def adapter(base, tmp_path_factory):

@@ -50,14 +50,18 @@ def test_a_random_judge_is_refused_a_lenient_one_shows_its_bias_and_the_gate_can
         assert not (c0/'synth_kept.jsonl').exists() and not (out/'cycle_01').exists()   # nothing bought, nothing trained
         rows, m = read_jsonl(c0/'judgments.jsonl'), json.loads((c0/'metrics.json').read_text())
         names = ['openai/demo', 'openai/demo-lenient', 'openai/demo-random']
-        assert sorted({j['judge'] for j in rows}) == names and len(rows) == 3 * 20 * 2 * 2
+        tests = read_jsonl(out/'data'/'coverage_test.jsonl')
+        tooled = sum(bool(r.get('tools')) for r in tests)   # graded by structure: one row per response, no judge
+        assert len(tests) == 20 and tooled > 0
+        assert sorted({j['judge'] for j in rows} - {'structural'}) == names
+        assert len(rows) == 3 * (20 - tooled) * 2 * 2 + tooled * 2
         for name in names:   # per-judge V is what the rows give
             for s in ('precision', 'similarity'):
                 assert abs(m['judges'][name][s]['V'] - statistics.fmean(judge_means(rows, name, s).values())) < 1e-4
         fair, lenient = (m['judges'][f'openai/{x}'] for x in ('demo', 'demo-lenient'))
         # 25 points too high wherever the truth leaves room (a right answer stays at 100)
         gap = lenient['bias']['precision'] - fair['bias']['precision']
-        assert lenient['precision']['V'] - fair['precision']['V'] == pytest.approx(gap) and gap > 12, (fair, lenient)
+        assert lenient['precision']['V'] - fair['precision']['V'] == pytest.approx(gap, abs=1e-3) and gap > 12, (fair, lenient)   # biases: 4 decimals
         vals = [judge_means(rows, n, 'precision') for n in names]
         units = sorted(set().union(*vals), key=str)
         mine = interval_alpha([[v.get(u, np.nan) for u in units] for v in vals])

@@ -38,7 +38,8 @@ def test_demo_loop_end_to_end_writes_the_whole_layout(tmp_path, monkeypatch):
     d = json.loads((out/'cycle_00'/'decision.json').read_text())   # one judge, M = 2: its self-consistency is the gate
     assert d['trusted'] and d['verdict'] == 'synthesize' and [c['check'] for c in d['trust']['checks']] == ['self']
     assert 'demo/demo also wrote the synthetic data' in d['self_preference']
-    assert {j['judge'] for j in read_jsonl(out/'cycle_00'/'judgments.jsonl')} == {'demo/demo'}
+    # the judge grades the text answers; the tool-call answers are graded by structure, without a call
+    assert {j['judge'] for j in read_jsonl(out/'cycle_00'/'judgments.jsonl')} == {'demo/demo', 'structural'}
     df = pd.read_csv(out/'metrics.csv')
     # the untrained base is judged first: the row before cycle 0, no training data, its own judge calls
     assert list(df.cycle) == ['base', '0', '1'] and df.train_size[2] > df.train_size[1] == 36 and df.train_size[0] == 0

@@ -50,3 +50,57 @@ def test_serve_answers_as_infer_and_is_the_local_side_of_route(run):
         p.send_signal(signal.SIGINT)
         rest, _ = p.communicate(timeout=30)
     assert p.returncode == 0 and 'Traceback' not in rest and 'served: requests 5' in rest, rest
+
+@pytest.mark.slow
+def test_demo_run_answers_its_tool_prompts_through_serve(tmp_path):
+    "The acceptance of tool calls: the demo run's model, behind `llamaduo serve`, asked through the OpenAI SDK."
+    from llamaduo.data import prompt_turns, same_tool_calls
+    out = tmp_path/'demo'
+    d = subprocess.run([sys.executable, '-m', 'llamaduo.cli', 'demo', '--out', str(out)], capture_output=True, text=True)
+    assert d.returncode == 0, (d.stdout + d.stderr)[-3000:]
+    tools = [r for r in read_jsonl(out/'data'/'coverage_test.jsonl') if r.get('tools')]
+    assert len(tools) >= 12 and all(r['messages'][-1].get('tool_calls') for r in tools)
+    p = subprocess.Popen([sys.executable, '-m', 'llamaduo.cli', 'serve', str(out), '--port', '0', '--max-new-tokens', '48'],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, 'PYTHONUNBUFFERED': '1'})
+    try:
+        first = ''
+        while 'serving ' not in first and p.poll() is None: first = p.stdout.readline()
+        url = first.split(' at ')[1].split('/v1')[0]
+        client = openai.OpenAI(base_url=url + '/v1', api_key='none', max_retries=0)
+        hits, answers = 0, []
+        for r in tools:
+            msg = client.chat.completions.create(model='demo-local', messages=prompt_turns(r), tools=r['tools'],
+                                                 temperature=0).choices[0].message
+            got = [c.model_dump() for c in msg.tool_calls or []]
+            answers.append((r['messages'][0]['content'], got))
+            hits += same_tool_calls(r['messages'][-1]['tool_calls'], got)
+    finally:
+        p.send_signal(signal.SIGINT)
+        rest, _ = p.communicate(timeout=30)
+    assert p.returncode == 0 and 'Traceback' not in rest, rest
+    print(f'tool prompts answered with the reference call through serve: {hits}/{len(tools)}')
+    assert hits / len(tools) >= 0.8, answers
+
+def test_serve_engine_llama_cpp_exports_then_serves_the_gguf(run):
+    "`--engine llama.cpp`: the GGUF exported (parity checked) on first use, served by llama-cpp-python through the SDK."
+    pytest.importorskip('llama_cpp')
+    from llamaduo.data import prompt_turns
+    test = read_jsonl(run/'data'/'coverage_test.jsonl')[:2]
+    p = subprocess.Popen([sys.executable, '-m', 'llamaduo.cli', 'serve', str(run.path), '--port', '0', '--engine', 'llama.cpp',
+                          '--quant', 'q8_0'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env={**os.environ, 'PYTHONUNBUFFERED': '1'})
+    try:
+        lines = []
+        while p.poll() is None and not (lines and 'serving ' in lines[-1]): lines.append(p.stdout.readline())
+        assert 'with llama.cpp' in lines[-1] and 'model-q8_0.gguf' in lines[-1], ''.join(lines)[-2000:]
+        assert (run/'deploy'/'gguf'/'parity.json').exists() and (run/'deploy'/'gguf'/'Modelfile').exists()
+        url = lines[-1].split(' at ')[1].split('/v1')[0]
+        client = openai.OpenAI(base_url=url + '/v1', api_key='none', max_retries=0)
+        for r in test:
+            c = client.chat.completions.create(model='demo-local', messages=prompt_turns(r), max_tokens=24, temperature=0)
+            text = c.choices[0].message.content
+            assert text.strip() and '<|im_end|>' not in text and '<|im_start|>' not in text, text
+    finally:
+        p.send_signal(signal.SIGINT)
+        rest, _ = p.communicate(timeout=60)
+    assert p.returncode == 0 and 'Traceback' not in rest and 'served: requests 2' in rest, rest

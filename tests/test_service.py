@@ -241,3 +241,41 @@ def test_transformers_serve(tmp_path):
         proc.terminate()
         try: proc.wait(10)
         except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+
+# --- tools: offered, called and answered in each provider's own protocol, through its SDK ---------------------------
+
+@pytest.mark.parametrize('provider', PROVIDERS)
+def test_tool_calls_through_each_protocol(provider, tmp_path):
+    "A request offering tools gets the service's calls back in OpenAI's schema; a result goes back as the protocol's own."
+    from llamaduo.fakes import ToolLLMServer
+    from llamaduo.demo import DEMO_TOOLS
+    ask = [{'role': 'system', 'content': 'Use the tools.'}, {'role': 'user', 'content': 'What will the weather be in Oslo tomorrow?'}]
+    with ToolLLMServer() as s:
+        c = client(s, provider, tmp_path)
+        r, plain = c.batch([{'messages': ask, 'tools': DEMO_TOOLS}, {'messages': ask}], phase='baseline')
+        assert r.status == 'ok' and plain.status == 'ok', (r.error, plain.error)
+        got = [(x['function']['name'], json.loads(x['function']['arguments'])) for x in r.tool_calls]
+        assert got == [('get_weather', {'city': 'Oslo', 'day': 'tomorrow'})] and r.tool_calls[0]['id']
+        assert plain.tool_calls is None and 'get_weather' in plain.text        # no tools offered: text
+        sent = s.requests[0]['body']
+        if provider == 'anthropic': assert sent['tools'][0]['input_schema'] == DEMO_TOOLS[0]['function']['parameters']
+        elif provider == 'gemini': assert sent['tools'][0]['functionDeclarations'][0]['name'] == 'get_weather'
+        else: assert sent['tools'] == DEMO_TOOLS
+        follow = ask + [{'role': 'assistant', 'content': None, 'tool_calls': r.tool_calls},
+                        {'role': 'tool', 'tool_call_id': r.tool_calls[0]['id'], 'content': 'rain, 4 degrees'}]
+        s.reset()
+        f, = c.batch([{'messages': follow, 'tools': DEMO_TOOLS}], phase='baseline')
+        assert f.status == 'ok' and f.tool_calls is None and f.text, f.error
+        body = s.requests[0]['body']
+        if provider == 'openai':
+            assert body['messages'][2]['tool_calls'][0]['id'] == r.tool_calls[0]['id'] and body['messages'][3]['tool_call_id']
+        elif provider == 'anthropic':
+            use, res = body['messages'][1]['content'][0], body['messages'][2]['content'][0]
+            assert (use['type'], use['input'], res['type'], res['tool_use_id'], res['content']) == (
+                'tool_use', {'city': 'Oslo', 'day': 'tomorrow'}, 'tool_result', use['id'], 'rain, 4 degrees')
+        else:
+            call, res = body['contents'][1]['parts'][0], body['contents'][2]['parts'][0]
+            assert call['functionCall']['args'] == {'city': 'Oslo', 'day': 'tomorrow'}
+            assert res['functionResponse'] == {'name': 'get_weather', 'response': {'result': 'rain, 4 degrees'}}
+    again, = client(s, provider, tmp_path).batch([{'messages': ask, 'tools': DEMO_TOOLS}], phase='baseline')
+    assert again.cached and again.tool_calls == r.tool_calls          # the cache keeps the calls

@@ -3,7 +3,7 @@
     python tools/record_run.py smollm2 outputs/smollm2 outputs/smollm2-qlora
     python tools/record_run.py --bench train bench_train.log
     python tools/record_run.py --bench demo outputs/bench_demo_t2 outputs/bench_demo_t1
-    python tools/record_run.py --bench dedup bench_dedup.log          (also: capture; any bench's last JSON line)
+    python tools/record_run.py --bench dedup bench_dedup.log          (also: capture, serve; any bench's last JSON line)
     python tools/record_run.py --estimate no_robots estimate.log      (`llamaduo estimate`'s JSON line)
     python tools/record_run.py --jury outputs/jury outputs/jury_refused  (a demo with a jury, and one refused)
 
@@ -78,7 +78,13 @@ def estimate_rows(f:dict)->list[dict]:
     return rows + [{'phase': f"all ({f['max_cycles']} cycles, worst case)", 'calls': f['calls'], 'tokens in': f['tokens_in'], 'tokens out': f['tokens_out'],
                     'online $': usd(f['online_usd']), 'batch $': usd(f['batch_usd'])}]
 
-ROWS = dict(dedup=dedup_rows, capture=capture_rows, estimate=estimate_rows)
+def serve_rows(fig:dict)->list[dict]:
+    "`llamaduo bench serve`'s JSON line as rows: one per server, tokens/s, latency and the ratio to transformers serve."
+    return [{'server': k, 'requests': v['requests'], 'output tokens': v['tokens'], 'tokens/s': v['tokens_per_s'],
+             'p50 latency s': v['p50_s'], 'p99 latency s': v['p99_s'], 'tokens/s vs transformers serve': fig['speedup'][k]}
+            for k, v in fig['engines'].items()]
+
+ROWS = dict(dedup=dedup_rows, capture=capture_rows, estimate=estimate_rows, serve=serve_rows)
 
 def jury_tables(run_dir:Path, refused:Path, img:Path):
     "The jury's figures of a demo run folder (per cycle, and each judge against the labels) and a refused run's stop line."

@@ -257,7 +257,9 @@ def test_tool_calls_through_each_protocol(provider, tmp_path):
         got = [(x['function']['name'], json.loads(x['function']['arguments'])) for x in r.tool_calls]
         assert got == [('get_weather', {'city': 'Oslo', 'day': 'tomorrow'})] and r.tool_calls[0]['id']
         assert plain.tool_calls is None and 'get_weather' in plain.text        # no tools offered: text
-        sent = s.requests[0]['body']
+        with_tools = [q['body'] for q in s.requests if 'tools' in q['body']]     # the batch sends both at once
+        assert len(with_tools) == 1 and len(s.requests) == 2, s.requests
+        sent = with_tools[0]
         if provider == 'anthropic': assert sent['tools'][0]['input_schema'] == DEMO_TOOLS[0]['function']['parameters']
         elif provider == 'gemini': assert sent['tools'][0]['functionDeclarations'][0]['name'] == 'get_weather'
         else: assert sent['tools'] == DEMO_TOOLS

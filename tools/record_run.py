@@ -79,9 +79,17 @@ def estimate_rows(f:dict)->list[dict]:
                     'online $': usd(f['online_usd']), 'batch $': usd(f['batch_usd'])}]
 
 def serve_rows(fig:dict)->list[dict]:
-    "`llamaduo bench serve`'s JSON line as rows: one per server, tokens/s, latency and the ratio to transformers serve."
+    """`llamaduo bench serve`'s JSON line as rows: one per server, tokens/s of whole answers and latency, streamed time to
+    first token and tokens/s, the ratios to transformers serve, and llama.cpp's decoding alone in-process."""
+    alone = fig.get('decode_in_process', {})
+    def solo(k):
+        d = alone.get(k.removeprefix('llama.cpp '))
+        return '' if d is None else f"{d['plain']} / {d['extra_buffers'] or 'crashed'}"
     return [{'server': k, 'requests': v['requests'], 'output tokens': v['tokens'], 'tokens/s': v['tokens_per_s'],
-             'p50 latency s': v['p50_s'], 'p99 latency s': v['p99_s'], 'tokens/s vs transformers serve': fig['speedup'][k]}
+             'vs transformers serve': fig['speedup'][k], 'p50 latency s': v['p50_s'], 'p99 latency s': v['p99_s'],
+             'streamed: first token p50 s': v['ttft_p50_s'], 'streamed: tokens/s after it': v['stream_tokens_per_s'],
+             'streamed vs transformers serve': fig['stream_speedup'][k],
+             'decoding alone in-process, tokens/s (plain / AMX buffers)': solo(k)}
             for k, v in fig['engines'].items()]
 
 ROWS = dict(dedup=dedup_rows, capture=capture_rows, estimate=estimate_rows, serve=serve_rows)

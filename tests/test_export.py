@@ -55,6 +55,7 @@ def test_smollm2_exports_at_f16_and_q8_0_and_is_still_the_model(smol):
     mf = (smol.deploy.path/'gguf'/'Modelfile').read_text()
     assert 'FROM ./model-q8_0.gguf\n' in mf and 'TEMPLATE """' in mf and 'PARAMETER stop "<|im_end|>"' in mf
     assert 'SYSTEM' not in mf                                       # the demo's records have no system prompt
+    assert 'use tools' not in mf                                    # text categories only: nothing to say about tools
     assert r['commands'][0].endswith('ollama create demo-local -f Modelfile && ollama run demo-local')
     print('export times (s):', {k: round(v, 1) for k, v in times.items()})
 

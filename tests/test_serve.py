@@ -94,6 +94,9 @@ def test_serve_engine_llama_cpp_exports_then_serves_the_gguf(run):
         while p.poll() is None and not (lines and 'serving ' in lines[-1]): lines.append(p.stdout.readline())
         assert 'with llama.cpp' in lines[-1] and 'model-q8_0.gguf' in lines[-1], ''.join(lines)[-2000:]
         assert (run/'deploy'/'gguf'/'parity.json').exists() and (run/'deploy'/'gguf'/'Modelfile').exists()
+        mf = (run/'deploy'/'gguf'/'Modelfile').read_text()       # the demo's records use tools: said where Ollama users look
+        assert mf.splitlines()[1].startswith("# This run's records use tools") and 'export: note: This run' in ''.join(lines)
+        assert "This run's records use tools" in (run/'deploy'/'MODEL_CARD.md').read_text()
         url = lines[-1].split(' at ')[1].split('/v1')[0]
         client = openai.OpenAI(base_url=url + '/v1', api_key='none', max_retries=0)
         for r in test:

@@ -129,3 +129,32 @@ def test_demo_judges_are_named_and_an_unknown_one_is_one_clear_error(tmp_path):
     assert rc != 0 and 'provider demo has no model' in text and 'Traceback' not in text, text
     rc, text = _cli('recipe', 'demo', '--set', 'judge.panel=[{}, {}]')
     assert rc != 0 and "a second judge named 'demo/demo'" in text and 'Traceback' not in text, text
+
+def test_the_budget_cap_holds_across_paid_judges(tmp_path):
+    """Two paid judges of a jury share the run's one budget: the second stops where the run's total reaches the cap
+    (not at a cap of its own), the phase fails unfinished, and what was paid stays within the cap."""
+    from llamaduo.jury import grade_all
+    from llamaduo.ledger import BudgetExceeded
+    from llamaduo.loop import init_run
+    with JudgeLLMServer() as srv:
+        prices = {'demo': [20000, 20000], 'demo-lenient': [20000, 20000]}           # USD per 1M tokens: cents a call
+        panel = [dict(j, prices=prices) for j in _panel(srv.url, 'demo', 'demo-lenient')]
+        run = init_run('demo', out=tmp_path/'run', overrides={'data.demo_size': 60, 'judge.m': 1,
+                                                               'judge.panel': panel})
+        texts = [r for r in run.test if not r.get('tools')]
+        rows = [dict(prompt_id=r['prompt_id'], category=r.get('category'), k=0, response='Some answer.')
+                for r in texts]
+        first = grade_all(run, rows[:4], phase='judge')              # both judges, prices known: what a call costs
+        per_call = run.client.cache.spent(run.run_id) / len(first)
+        paid0 = run.client.cache.spent(run.run_id)
+        cap = paid0 + per_call * (len(rows) * 1.5 - 8)               # room for the first judge and half the second
+        run.write_config(run.cfg.model_copy(update={'service': run.cfg.service.model_copy(update={'budget_usd': cap})}))
+        assert {c.cfg.budget_usd for c in run.judges.values()} == {cap}               # run-wide: every judge's client
+        with pytest.raises(BudgetExceeded):
+            grade_all(run, rows[4:], phase='judge')
+        paid = run.client.cache.spent(run.run_id)
+        by_model = {}
+        for m in srv.requests[len(first):]: by_model[m['body']['model']] = by_model.get(m['body']['model'], 0) + 1
+        assert by_model.get('demo') == len(rows) - 4, by_model                        # the first judge: all graded
+        assert 0 < by_model.get('demo-lenient', 0) < len(rows) - 4, by_model           # the second: stopped part way
+        assert paid <= cap + 1e-9 and paid > paid0 + per_call * (len(rows) - 4), (paid, cap)
